@@ -1,0 +1,30 @@
+"""The `conrec` command line. Each subcommand lives in the module that owns its job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {
+        "doctor": ("cluster.doctor", "check that Ray, vLLM, DeepSpeed and verl really run here"),
+    }
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        p = argparse.ArgumentParser(prog="conrec", description="CoNRec: RL post-training for negative feedback")
+        p.add_argument("command", choices=list(commands))
+        lines = "\n".join(f"  {k:<10} {v[1]}" for k, v in commands.items())
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"conrec: unknown command {argv[0]!r}. Commands:\n{lines}", file=sys.stderr)
+            return 2
+        print(f"usage: conrec COMMAND [options]\n\ncommands:\n{lines}")
+        return 0
+    import importlib
+
+    mod = importlib.import_module(commands[argv[0]][0])
+    return int(mod.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
