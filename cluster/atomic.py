@@ -1,0 +1,43 @@
+"""Atomic file writes: a reader never sees a half-written output that looks complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def _atomic(path: Path, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_parquet_atomic(df, path) -> Path:
+    return _atomic(Path(path), lambda tmp: df.to_parquet(tmp, index=False))
+
+
+def write_json_atomic(obj, path) -> Path:
+    def w(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.write("\n")
+
+    return _atomic(Path(path), w)
+
+
+def write_text_atomic(text: str, path) -> Path:
+    def w(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    return _atomic(Path(path), w)

@@ -1,0 +1,169 @@
+"""Loaders for every supported log format, selected by a data spec string.
+
+Spec forms (options after the path, comma-separated `key=value`):
+
+    movielens-100k:PATH[,neg=2,pos=4]     folder with u.data and u.item (Latin-1)
+    movielens-csv:PATH[,neg=2,pos=4]      folder with ratings.csv and movies.csv (ml-latest-small, ml-25m)
+    parquet:PATH                          folder with events.parquet, items.parquet[, truth.parquet]
+    synthetic:users=N,items=N,days=N,seed=N[,other SimConfig fields]
+
+Ratings map to feedback as rating <= neg → negative, rating >= pos → positive, else neutral.
+Validation repairs (see `ValidationOptions`) are spec options too, e.g. `parquet:DIR,on_duplicate=drop`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from feedback.dataset import FeedbackData
+from feedback.schema import DataReport, DataValidationError, ValidationOptions, validate_events, validate_items
+
+KINDS = ("movielens-100k", "movielens-csv", "parquet", "synthetic")
+ML100K_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+                 "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
+                 "War", "Western"]
+
+
+def parse_spec(spec: str) -> tuple[str, str | None, dict[str, str]]:
+    """'kind:path,k=v,...' → (kind, path or None, options)."""
+    if ":" not in spec:
+        raise ValueError(f"data spec {spec!r} has no kind: write KIND:..., KIND one of {KINDS}")
+    kind, rest = spec.split(":", 1)
+    if kind not in KINDS:
+        raise ValueError(f"data spec {spec!r}: unknown kind {kind!r}; expected one of {KINDS}")
+    parts = [p for p in rest.split(",") if p != ""]
+    path = None
+    if kind != "synthetic":
+        if not parts or "=" in parts[0]:
+            raise ValueError(f"data spec {spec!r}: {kind} needs a folder path, e.g. {kind}:/data/ml-100k")
+        path, parts = parts[0], parts[1:]
+    opts = {}
+    for p in parts:
+        if "=" not in p:
+            raise ValueError(f"data spec {spec!r}: option {p!r} is not key=value")
+        k, v = p.split("=", 1)
+        opts[k.strip()] = v.strip()
+    return kind, path, opts
+
+
+def _take_validation_opts(opts: dict[str, str]) -> ValidationOptions:
+    names = {f.name for f in fields(ValidationOptions)}
+    return ValidationOptions(**{k: opts.pop(k) for k in list(opts) if k in names})
+
+
+def _ratings_to_feedback(rating: pd.Series, neg: float, pos: float) -> pd.Series:
+    if not neg < pos:
+        raise ValueError(f"rating thresholds need neg < pos, got neg={neg}, pos={pos}")
+    out = np.where(rating <= neg, "negative", np.where(rating >= pos, "positive", "neutral"))
+    return pd.Series(out, index=rating.index)
+
+
+def _require(path: Path, names: list[str], kind: str) -> None:
+    if not path.is_dir():
+        raise FileNotFoundError(f"{kind}: {path} is not a folder")
+    missing = [n for n in names if not (path / n).exists()]
+    if missing:
+        raise FileNotFoundError(f"{kind}: {path} lacks {', '.join(missing)} (expected {', '.join(names)})")
+
+
+def _finish(name, events, items, opts, vopts, report, categories, truth=None) -> FeedbackData:
+    if opts:
+        raise ValueError(f"data spec {name!r}: unknown option(s) {sorted(opts)}")
+    items = validate_items(items, report.source + " (items)", vopts, report)
+    events = validate_events(events, report.source + " (events)", items, vopts, report)
+    return FeedbackData(name=name, events=events, items=items, report=report, category_columns=categories,
+                        truth=truth)
+
+
+def load_movielens_100k(path: str, opts: dict[str, str], spec: str) -> FeedbackData:
+    root = Path(path)
+    _require(root, ["u.data", "u.item"], "movielens-100k")
+    neg, pos = float(opts.pop("neg", 2)), float(opts.pop("pos", 4))
+    vopts = _take_validation_opts(opts)
+    raw = pd.read_csv(root / "u.data", sep="\t", header=None, names=["user_id", "item_id", "rating", "timestamp"],
+                      dtype={"user_id": np.int64, "item_id": np.int64, "rating": np.float64, "timestamp": np.int64})
+    events = raw[["user_id", "item_id", "timestamp"]].copy()
+    events["feedback"] = _ratings_to_feedback(raw["rating"], neg, pos)
+    cols = ["item_id", "title", "release_date", "video_release_date", "url"] + [f"g{i}" for i in range(19)]
+    it = pd.read_csv(root / "u.item", sep="|", header=None, names=cols, encoding="latin-1",
+                     dtype={"item_id": np.int64})
+    flags = it[[f"g{i}" for i in range(19)]].to_numpy(bool)
+    genres = ["|".join(g for g, f in zip(ML100K_GENRES, row) if f) for row in flags]
+    items = pd.DataFrame({"item_id": it["item_id"], "title": it["title"].fillna("").astype(str),
+                          "genres": genres, "year": it["release_date"].fillna("").astype(str).str[-4:]})
+    items["text"] = items["title"] + " " + items["genres"].str.replace("|", " ", regex=False)
+    report = DataReport(source=str(root / "u.data"))
+    return _finish(spec, events, items, opts, vopts, report, ["genres"])
+
+
+def load_movielens_csv(path: str, opts: dict[str, str], spec: str) -> FeedbackData:
+    root = Path(path)
+    _require(root, ["ratings.csv", "movies.csv"], "movielens-csv")
+    neg, pos = float(opts.pop("neg", 2)), float(opts.pop("pos", 4))
+    vopts = _take_validation_opts(opts)
+    raw = pd.read_csv(root / "ratings.csv")
+    need = {"userId", "movieId", "rating", "timestamp"}
+    if not need <= set(raw.columns):
+        raise DataValidationError(str(root / "ratings.csv"), f"missing columns {sorted(need - set(raw.columns))}",
+                                  "expected the MovieLens header userId,movieId,rating,timestamp")
+    events = pd.DataFrame({"user_id": raw["userId"], "item_id": raw["movieId"], "timestamp": raw["timestamp"],
+                           "feedback": _ratings_to_feedback(raw["rating"], neg, pos)})
+    mv = pd.read_csv(root / "movies.csv")
+    items = pd.DataFrame({"item_id": mv["movieId"], "title": mv["title"],
+                          "genres": mv.get("genres", pd.Series([""] * len(mv))).fillna("").astype(str)})
+    items.loc[items["genres"] == "(no genres listed)", "genres"] = ""
+    items["text"] = items["title"].astype(str) + " " + items["genres"].str.replace("|", " ", regex=False)
+    report = DataReport(source=str(root / "ratings.csv"))
+    return _finish(spec, events, items, opts, vopts, report, ["genres"])
+
+
+def load_parquet(path: str, opts: dict[str, str], spec: str) -> FeedbackData:
+    root = Path(path)
+    _require(root, ["events.parquet", "items.parquet"], "parquet")
+    vopts = _take_validation_opts(opts)
+    try:
+        events = pd.read_parquet(root / "events.parquet")
+        items = pd.read_parquet(root / "items.parquet")
+    except Exception as e:  # pyarrow's own message names the byte offset, not the file
+        raise DataValidationError(str(root), f"cannot read Parquet ({type(e).__name__}: {e})",
+                                  "rewrite the file with pyarrow/pandas to_parquet") from e
+    truth = pd.read_parquet(root / "truth.parquet") if (root / "truth.parquet").exists() else None
+    skip = {"item_id", "title", "text"}
+    cats = [c for c in items.columns if c not in skip and
+            (pd.api.types.is_string_dtype(items[c]) or items[c].dtype == object) and
+            not isinstance(items[c].iloc[0] if len(items) else None, (list, np.ndarray))]
+    report = DataReport(source=str(root / "events.parquet"))
+    return _finish(spec, events, items, opts, vopts, report, cats, truth)
+
+
+def load_synthetic(opts: dict[str, str], spec: str) -> FeedbackData:
+    from feedback.simulator import SimConfig, simulate
+
+    names = {f.name: f.type for f in fields(SimConfig)}
+    unknown = [k for k in opts if k not in names]
+    if unknown:
+        raise ValueError(f"data spec {spec!r}: unknown simulator option(s) {unknown}; valid: {sorted(names)}")
+    kwargs = {}
+    defaults = SimConfig()
+    for k, v in opts.items():
+        cur = getattr(defaults, k)
+        kwargs[k] = (v.lower() in ("1", "true", "yes")) if isinstance(cur, bool) else type(cur)(v)
+    events, items, truth = simulate(SimConfig(**kwargs))
+    report = DataReport(source=spec)
+    return _finish(spec, events, items, {}, ValidationOptions(), report, ["category"], truth)
+
+
+def load(spec: str) -> FeedbackData:
+    """Load and validate the dataset a spec string names (see the module docstring)."""
+    kind, path, opts = parse_spec(spec)
+    if kind == "movielens-100k":
+        return load_movielens_100k(path, opts, spec)
+    if kind == "movielens-csv":
+        return load_movielens_csv(path, opts, spec)
+    if kind == "parquet":
+        return load_parquet(path, opts, spec)
+    return load_synthetic(opts, spec)

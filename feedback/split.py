@@ -1,0 +1,157 @@
+"""Train/evaluation splits and their labels, exactly as DESIGN.md §2 fixes them.
+
+Per-user split (default): a user's events, sorted by (timestamp, item id), are cut at position
+floor(context_frac · n); the events before it are the context (the only training data), and the
+future window is [t_cut, t_cut + horizon). Global split: one time cutoff for all users (leak-free
+across users). Test users have ≥ 1 negative in their window. `carve_validation` applies the same
+protocol to the training events alone, so validation never sees an evaluation window.
+
+Training examples slide a cutoff over each user's context: every context negative starts a window
+of its own, and windows are clipped at the user's evaluation cutoff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from feedback.dataset import FeedbackData
+
+DAY = 86_400
+
+
+@dataclass
+class SplitConfig:
+    """How to cut the log into context (training) and evaluation windows."""
+
+    method: str = "per_user"
+    """'per_user' (cut each user at floor(context_frac · n)) or 'global' (one time cutoff)."""
+    context_frac: float = 0.8
+    horizon_days: float = 7.0
+    """Length of the future window H in days."""
+    global_quantile: float = 0.8
+    """For method='global': the cutoff is this quantile of all event timestamps."""
+    n_candidates: int = 20
+    """Candidate Acc.: one true future negative plus n_candidates - 1 distractors."""
+    seed: int = 0
+
+
+@dataclass
+class Split:
+    """`train`: the context events (all users). `test`: one row per test user with list-valued labels."""
+
+    data: FeedbackData
+    config: SplitConfig
+    train: pd.DataFrame
+    test: pd.DataFrame
+
+    @property
+    def n_items(self) -> int:
+        return self.data.n_items
+
+    def train_negative_counts(self) -> np.ndarray:
+        tr = self.train
+        return np.bincount(tr.loc[tr["fb"] == -1, "iidx"], minlength=self.n_items)
+
+    def describe(self) -> dict:
+        return {"method": self.config.method, "n_train_events": int(len(self.train)),
+                "n_test_users": int(len(self.test)), "config": asdict(self.config)}
+
+
+def _cut_positions(ev: pd.DataFrame, cfg: SplitConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per event: its position within the user, and the user's cut position (both aligned to ev rows)."""
+    pos = ev.groupby("uidx", sort=False).cumcount().to_numpy()
+    n = ev.groupby("uidx", sort=False)["uidx"].transform("size").to_numpy()
+    if cfg.method == "per_user":
+        cut = np.floor(cfg.context_frac * n).astype(np.int64)
+        return pos, cut
+    if cfg.method == "global":
+        t_cut = int(np.quantile(ev["timestamp"].to_numpy(), cfg.global_quantile))
+        before = (ev["timestamp"].to_numpy() < t_cut).astype(np.int64)
+        cut = ev.assign(b=before).groupby("uidx", sort=False)["b"].transform("sum").to_numpy()
+        return pos, cut
+    raise ValueError(f"SplitConfig.method must be 'per_user' or 'global', got {cfg.method!r}")
+
+
+def make_split(data: FeedbackData, cfg: SplitConfig | None = None) -> Split:
+    """Cut `data` per `cfg`; build the test table (labels and Candidate Acc. candidates)."""
+    cfg = cfg or SplitConfig()
+    ev = data.events  # sorted by (user_id, timestamp, item_id) at validation
+    pos, cut = _cut_positions(ev, cfg)
+    is_ctx = pos < cut
+    train = ev[is_ctx].reset_index(drop=True)
+
+    horizon = int(round(cfg.horizon_days * DAY))
+    after = ev[~is_ctx]
+    # t_cut: the timestamp of the user's first event at or after the cut (global: the global cutoff)
+    if cfg.method == "global":
+        t_cut_global = int(np.quantile(ev["timestamp"].to_numpy(), cfg.global_quantile))
+        t_cut = pd.Series(t_cut_global, index=after.index)
+    else:
+        t_cut = after.groupby("uidx", sort=False)["timestamp"].transform("first")
+    win = after[after["timestamp"].to_numpy() < t_cut.to_numpy() + horizon]
+    test_uidx = np.unique(win.loc[win["fb"] == -1, "uidx"].to_numpy())
+
+    rng = np.random.default_rng(cfg.seed)
+    ctx_groups = dict(tuple(train.groupby("uidx", sort=False)))
+    win_groups = dict(tuple(win[win["uidx"].isin(test_uidx)].groupby("uidx", sort=False)))
+    all_groups = dict(tuple(ev[ev["uidx"].isin(test_uidx)].groupby("uidx", sort=False)))
+    empty = ev.iloc[:0]
+    rows = []
+    for u in test_uidx:
+        ctx = ctx_groups.get(u, empty)
+        w = win_groups[u]
+        fneg = w.loc[w["fb"] == -1, "iidx"].to_numpy()
+        fpos = w.loc[w["fb"] == 1, "iidx"].to_numpy()
+        next_neg = int(fneg[0])
+        fneg_set = set(fneg.tolist())
+        rows.append({
+            "uidx": int(u),
+            "user_id": data.user_ids[u],
+            "t_cut": int(w["timestamp"].iloc[0]) if cfg.method == "per_user" else int(t_cut_global),
+            "context_items": ctx["iidx"].to_numpy(),
+            "context_neg": ctx.loc[ctx["fb"] == -1, "iidx"].to_numpy(),
+            "context_pos": ctx.loc[ctx["fb"] == 1, "iidx"].to_numpy(),
+            "next_negative": next_neg,
+            "future_neg": np.array(list(dict.fromkeys(fneg.tolist())), dtype=np.int64),
+            "future_pos": np.array(list(dict.fromkeys(fpos.tolist())), dtype=np.int64),
+            "candidates": _candidates(next_neg, w, all_groups[u], fneg_set, data.n_items, cfg.n_candidates, rng),
+        })
+    test = pd.DataFrame(rows, columns=["uidx", "user_id", "t_cut", "context_items", "context_neg", "context_pos",
+                                       "next_negative", "future_neg", "future_pos", "candidates"])
+    return Split(data=data, config=cfg, train=train, test=test)
+
+
+def _candidates(true_neg, window, history, fneg_set, n_items, n, rng) -> np.ndarray:
+    """[true negative, n-1 distractors]: window non-negatives first, then the user's other
+    non-negative items, then random catalogue items the user never disliked (all deduplicated)."""
+    user_neg = set(history.loc[history["fb"] == -1, "iidx"].tolist()) | fneg_set
+    picked: list[int] = []
+    seen = {true_neg}
+    for pool in (window.loc[window["fb"] != -1, "iidx"].to_numpy(),
+                 rng.permutation(history.loc[history["fb"] != -1, "iidx"].to_numpy())):
+        for i in pool.tolist():
+            if len(picked) == n - 1:
+                break
+            if i not in seen and i not in user_neg:
+                picked.append(i)
+                seen.add(i)
+    while len(picked) < n - 1 and len(seen) + len(user_neg) < n_items:
+        i = int(rng.integers(0, n_items))
+        if i not in seen and i not in user_neg:
+            picked.append(i)
+            seen.add(i)
+    return np.array([true_neg] + picked, dtype=np.int64)
+
+
+def carve_validation(split: Split, cfg: SplitConfig | None = None) -> Split:
+    """A validation split of the training events alone, under the same protocol."""
+    from feedback.dataset import FeedbackData
+
+    d = split.data
+    cols = [c for c in split.train.columns if c not in ("uidx", "iidx", "fb")]
+    sub = FeedbackData(name=d.name + " [validation]", events=split.train[cols].copy(), items=d.items,
+                       report=d.report, category_columns=d.category_columns, truth=d.truth)
+    return make_split(sub, cfg or split.config)
