@@ -10,6 +10,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     commands = {
         "doctor": ("cluster.doctor", "check that Ray, vLLM, DeepSpeed and verl really run here"),
+        "data": ("feedback.cli", "feedback logs: stats, split, coverage study"),
+        "eval": ("evaluation.cli", "evaluate a method (pop, swing, random) under the protocol"),
     }
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         p = argparse.ArgumentParser(prog="conrec", description="CoNRec: RL post-training for negative feedback")

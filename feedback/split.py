@@ -155,3 +155,33 @@ def carve_validation(split: Split, cfg: SplitConfig | None = None) -> Split:
     sub = FeedbackData(name=d.name + " [validation]", events=split.train[cols].copy(), items=d.items,
                        report=d.report, category_columns=d.category_columns, truth=d.truth)
     return make_split(sub, cfg or split.config)
+
+
+def training_examples(split: Split, max_context: int = 50, min_context: int = 1) -> pd.DataFrame:
+    """One example per context negative: the cutoff slides to that event.
+
+    Context: the user's last `max_context` events before it (item, feedback, timestamp; newest last).
+    Labels: `next_negative` (that event's item), `future_neg` / `future_pos` within the horizon. The
+    window is clipped at the user's evaluation cutoff because only `split.train` is read.
+    """
+    horizon = int(round(split.config.horizon_days * DAY))
+    rows = []
+    for u, g in split.train.groupby("uidx", sort=False):
+        items = g["iidx"].to_numpy()
+        fb = g["fb"].to_numpy()
+        ts = g["timestamp"].to_numpy()
+        end = np.searchsorted(ts, ts + horizon, side="left")  # window [ts[p], ts[p] + H)
+        for p in np.flatnonzero(fb == -1):
+            if p < min_context:
+                continue
+            lo = max(0, p - max_context)
+            w_items, w_fb = items[p:end[p]], fb[p:end[p]]
+            rows.append({
+                "uidx": int(u), "cut_pos": int(p), "t_cut": int(ts[p]),
+                "ctx_items": items[lo:p], "ctx_fb": fb[lo:p], "ctx_ts": ts[lo:p],
+                "next_negative": int(items[p]),
+                "future_neg": np.unique(w_items[w_fb == -1]),
+                "future_pos": np.unique(w_items[w_fb == 1]),
+            })
+    return pd.DataFrame(rows, columns=["uidx", "cut_pos", "t_cut", "ctx_items", "ctx_fb", "ctx_ts", "next_negative",
+                                       "future_neg", "future_pos"])
