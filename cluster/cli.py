@@ -24,8 +24,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import importlib
 
+    import os
+
     mod = importlib.import_module(commands[argv[0]][0])
-    return int(mod.main(argv[1:]) or 0)
+    try:
+        return int(mod.main(argv[1:]) or 0)
+    except (ValueError, FileNotFoundError) as e:  # bad input/config: the message says where and how to fix
+        if os.environ.get("CONREC_DEBUG"):
+            raise
+        print(f"conrec {argv[0]}: error: {e}", file=sys.stderr)
+        print("  (set CONREC_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ def evaluate(method: Method, split: Split, k: int = 20, batch_size: int = 256, p
     for s in tqdm(range(0, n, batch_size), desc=f"eval {method.name}", disable=not progress, unit="batch"):
         rows = np.arange(s, min(s + batch_size, n))
         topk[rows] = method.recommend(rows, k)
-        cand_scores[rows] = method.score_candidates(rows, cands[rows])
+        c = cands[rows]
+        cs = method.score_candidates(rows, np.where(c >= 0, c, 0)).astype(np.float64)
+        cand_scores[rows] = np.where(c >= 0, cs, -np.inf)  # -1 pads (tiny catalogues) never win
 
     future = test["future_neg"].to_list()
     nxt = [np.array([x]) for x in test["next_negative"].to_numpy()]

@@ -81,6 +81,11 @@ class DataReport:
         return "\n".join(lines)
 
 
+def _py(v):
+    """numpy scalar → Python scalar, so messages read `1`, not `np.int64(1)`."""
+    return v.item() if hasattr(v, "item") else v
+
+
 def _first_row(mask) -> int:
     return int(np.flatnonzero(np.asarray(mask))[0])
 
@@ -113,7 +118,7 @@ def validate_items(items: pd.DataFrame, source: str, opts: ValidationOptions | N
     dup = items["item_id"].duplicated()
     if dup.any():
         r = _first_row(dup)
-        raise DataValidationError(source, f"duplicate item id {items['item_id'].iloc[r]!r}",
+        raise DataValidationError(source, f"duplicate item id {_py(items['item_id'].iloc[r])!r}",
                                   "give each item one row (merge or drop the duplicates)", "item_id", r)
     empty = items["title"].isna() | (items["title"].astype(str).str.strip() == "")
     if empty.any():
@@ -167,12 +172,12 @@ def validate_events(events: pd.DataFrame, source: str, items: pd.DataFrame | Non
     if pd.api.types.is_float_dtype(ts):
         frac = ts != np.floor(ts)
         if frac.any():
-            raise DataValidationError(source, f"fractional timestamp {ts[frac].iloc[0]}",
+            raise DataValidationError(source, f"fractional timestamp {_py(ts[frac].iloc[0])}",
                                       "round to whole seconds", "timestamp", _first_row(frac))
     bad = (ts < TS_MIN) | (ts >= TS_MAX)
     if bad.any():
         r = _first_row(bad)
-        raise DataValidationError(source, f"impossible timestamp {ts.iloc[r]} (outside 1970..2100)",
+        raise DataValidationError(source, f"impossible timestamp {_py(ts.iloc[r])} (outside 1970..2100)",
                                   "timestamps are Unix seconds; divide milliseconds by 1000", "timestamp", r)
     ev["timestamp"] = ts.astype(np.int64)
 
@@ -180,7 +185,7 @@ def validate_events(events: pd.DataFrame, source: str, items: pd.DataFrame | Non
     unknown = ~fb.isin(FEEDBACK_LABELS)
     if unknown.any():
         r = _first_row(unknown)
-        raise DataValidationError(source, f"unknown feedback label {fb.iloc[r]!r}",
+        raise DataValidationError(source, f"unknown feedback label {_py(fb.iloc[r])!r}",
                                   f"use one of {FEEDBACK_LABELS} (map ratings in the loader)", "feedback", r)
     if "exposed" in ev.columns and not pd.api.types.is_bool_dtype(ev["exposed"]):
         raise DataValidationError(source, f"'exposed' must be bool, found dtype {ev['exposed'].dtype}",
@@ -207,7 +212,7 @@ def validate_events(events: pd.DataFrame, source: str, items: pd.DataFrame | Non
             if opts.on_unknown_item != "drop":
                 r = _first_row(unk)
                 raise DataValidationError(source, f"{int(unk.sum())} event(s) name items absent from the item "
-                                          f"table, e.g. {ev['item_id'].iloc[r]!r}",
+                                          f"table, e.g. {_py(ev['item_id'].iloc[r])!r}",
                                           "add the items, or pass on_unknown_item='drop'", "item_id", r)
             ev = ev[~unk]
             report.dropped["events naming unknown items"] = int(unk.sum())

@@ -126,7 +126,8 @@ def make_split(data: FeedbackData, cfg: SplitConfig | None = None) -> Split:
 
 def _candidates(true_neg, window, history, fneg_set, n_items, n, rng) -> np.ndarray:
     """[true negative, n-1 distractors]: window non-negatives first, then the user's other
-    non-negative items, then random catalogue items the user never disliked (all deduplicated)."""
+    non-negative items, then random catalogue items the user never disliked (all deduplicated;
+    -1 pads when the catalogue has too few items)."""
     user_neg = set(history.loc[history["fb"] == -1, "iidx"].tolist()) | fneg_set
     picked: list[int] = []
     seen = {true_neg}
@@ -138,11 +139,14 @@ def _candidates(true_neg, window, history, fneg_set, n_items, n, rng) -> np.ndar
             if i not in seen and i not in user_neg:
                 picked.append(i)
                 seen.add(i)
-    while len(picked) < n - 1 and len(seen) + len(user_neg) < n_items:
+    free = n_items - len(seen | user_neg)
+    while len(picked) < n - 1 and free > 0:
         i = int(rng.integers(0, n_items))
         if i not in seen and i not in user_neg:
             picked.append(i)
             seen.add(i)
+            free -= 1
+    picked += [-1] * (n - 1 - len(picked))  # a catalogue too small to fill the list: -1 pads, never scored
     return np.array([true_neg] + picked, dtype=np.int64)
 
 

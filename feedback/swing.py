@@ -7,8 +7,8 @@ weight (power > 0, the "user-activity-weighted" variant) further discounts very 
 power = 0 is simple Swing. Item pairs co-occurring for fewer than `min_cooccurrence` users are
 dropped. Sums run over unordered user pairs (half the ordered sum; rankings are identical).
 
-The implementation is sparse and vectorised: user pairs with ≥ 2 common items come from A·Aᵀ, and
-S = Bᵀ·diag(k)·B where row (u, v) of B is the item overlap of u and v, processed in chunks.
+The implementation is sparse and vectorised: user pairs with ≥ 2 common items come from A·Aᵀ (in
+blocks of users), and S = Bᵀ·diag(k)·B where row (u, v) of B is the item overlap of u and v.
 """
 
 from __future__ import annotations
@@ -31,10 +31,14 @@ class SwingConfig:
     min_cooccurrence: int = 2
     """Drop item pairs disliked together by fewer users than this (2 is Swing's own minimum)."""
     max_users_per_item: int = 0
-    """Cap on the users per item that enter the pair sums (most recent kept); 0 = no cap."""
+    """Cap on the users per item that enter the pair sums (a seeded random sample is kept); 0 = no cap.
+    Head items otherwise make the user-pair count, and the cost, grow quadratically."""
     topn: int = 200
     """Neighbours kept per item (0 = all)."""
-    chunk_pairs: int = 2_000_000
+    chunk_pairs: int = 500_000
+    """User pairs whose item overlaps are multiplied out at once (memory vs. speed)."""
+    block_users: int = 4096
+    """Users per block of A·Aᵀ."""
 
 
 def user_item_matrix(uidx: np.ndarray, iidx: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
@@ -45,13 +49,15 @@ def user_item_matrix(uidx: np.ndarray, iidx: np.ndarray, n_users: int, n_items: 
     return m
 
 
-def _cap_users_per_item(A: sp.csr_matrix, cap: int) -> sp.csr_matrix:
-    """Keep at most `cap` users per item (the highest user indices; callers pass recency-ordered users)."""
+def _cap_users_per_item(A: sp.csr_matrix, cap: int, seed: int = 0) -> sp.csr_matrix:
+    """Keep a seeded random sample of at most `cap` users per item (bounds the cost on head items)."""
+    rng = np.random.default_rng(seed)
     C = A.tocsc()
     keep = np.ones(C.nnz, dtype=bool)
     for j in np.flatnonzero(np.diff(C.indptr) > cap):
         s, e = C.indptr[j], C.indptr[j + 1]
-        keep[s:e - cap] = False
+        drop = rng.choice(e - s, e - s - cap, replace=False)
+        keep[s + drop] = False
     C.data = C.data * keep
     C.eliminate_zeros()
     return C.tocsr()
@@ -68,16 +74,19 @@ def swing_similarity(A: sp.csr_matrix, cfg: SwingConfig | None = None) -> sp.csr
     deg = np.asarray(A.sum(1)).ravel()
     w = (deg + cfg.user_weight_offset) ** (-cfg.user_weight_power) if cfg.user_weight_power else np.ones_like(deg)
 
-    UU = sp.triu(A @ A.T, k=1).tocoo()
-    sel = UU.data >= 2  # a pair sharing < 2 items contributes to no item pair i ≠ j
-    us, vs, common = UU.row[sel], UU.col[sel], UU.data[sel]
-    k = w[us] * w[vs] / (cfg.alpha + common)
-
     S = sp.csr_matrix((n_items, n_items), dtype=np.float64)
-    for s in range(0, len(us), cfg.chunk_pairs):
-        e = s + cfg.chunk_pairs
-        B = A[us[s:e]].multiply(A[vs[s:e]]).tocsr()
-        S = S + (B.T @ sp.diags(k[s:e]) @ B).tocsr()
+    At = A.T.tocsr()
+    # user pairs come block by block from A·Aᵀ, so the user×user matrix never exists whole
+    for lo in range(0, A.shape[0], cfg.block_users):
+        UU = (A[lo:lo + cfg.block_users] @ At).tocoo()
+        us, vs = UU.row + lo, UU.col
+        sel = (vs > us) & (UU.data >= 2)  # a pair sharing < 2 items contributes to no pair i ≠ j
+        us, vs, common = us[sel], vs[sel], UU.data[sel]
+        k = w[us] * w[vs] / (cfg.alpha + common)
+        for s in range(0, len(us), cfg.chunk_pairs):
+            e = s + cfg.chunk_pairs
+            B = A[us[s:e]].multiply(A[vs[s:e]]).tocsr()
+            S = S + (B.T @ sp.diags(k[s:e]) @ B).tocsr()
     S.setdiag(0.0)
     S.eliminate_zeros()
     if cfg.min_cooccurrence > 2:
@@ -102,23 +111,19 @@ def top_n_per_row(S: sp.csr_matrix, n: int) -> sp.csr_matrix:
 
 
 def swing_python(user_items: dict, alpha: float = 1.0) -> dict:
-    """Plain pure-Python simple Swing, the textbook triple loop (reference and benchmark baseline)."""
+    """Plain pure-Python simple Swing in the usual per-item loop (reference and benchmark baseline)."""
     item_users: dict = {}
     for u, its in user_items.items():
         for i in its:
             item_users.setdefault(i, set()).add(u)
     sims: dict = {}
-    items = list(item_users)
-    for a in range(len(items)):
-        i = items[a]
-        for b in range(a + 1, len(items)):
-            j = items[b]
-            common = sorted(item_users[i] & item_users[j])
-            if len(common) < 2:
-                continue
-            s = 0.0
-            for x in range(len(common)):
-                for y in range(x + 1, len(common)):
-                    s += 1.0 / (alpha + len(user_items[common[x]] & user_items[common[y]]))
-            sims[(i, j)] = sims[(j, i)] = s
+    for i, users in item_users.items():
+        users = sorted(users)
+        for a in range(len(users)):
+            for b in range(a + 1, len(users)):
+                common = user_items[users[a]] & user_items[users[b]]
+                w = 1.0 / (alpha + len(common))
+                for j in common:
+                    if j != i:
+                        sims[(i, j)] = sims.get((i, j), 0.0) + w
     return sims

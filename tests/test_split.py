@@ -1,0 +1,101 @@
+"""The evaluation protocol on a hand-built log: cutoffs, windows, labels, candidates, examples."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from feedback.dataset import FeedbackData
+from feedback.schema import DataReport, validate_events, validate_items
+from feedback.split import SplitConfig, carve_validation, make_split, training_examples
+
+D = 86_400
+T0 = 1_000_000_000
+N, P, U = "negative", "positive", "neutral"
+
+
+def build(rows, n_items=12) -> FeedbackData:
+    ev = pd.DataFrame(rows, columns=["user_id", "item_id", "day", "feedback"])
+    ev["timestamp"] = T0 + (ev.pop("day") * D).astype(np.int64)
+    items = validate_items(pd.DataFrame({"item_id": np.arange(1, n_items + 1),
+                                         "title": [f"item {i}" for i in range(1, n_items + 1)]}), "items")
+    rep = DataReport("test")
+    return FeedbackData("test", validate_events(ev, "test", items, report=rep), items, rep)
+
+
+ROWS = [
+    # user 1: 11 events → cut at floor(8.8) = 8, t_cut = day 20; window [20, 27): item 9 (neg), item 10 (pos);
+    # item 11 at exactly day 27 is outside the window
+    (1, 1, 0, P), (1, 2, 1, N), (1, 3, 2, P), (1, 4, 3, U), (1, 5, 4, N), (1, 6, 5, N), (1, 7, 6, P),
+    (1, 8, 7, N), (1, 9, 20, N), (1, 10, 21, P), (1, 11, 27, N),
+    # user 2: 5 events → cut 4, window holds only a positive: not a test user
+    (2, 1, 0, N), (2, 2, 1, P), (2, 3, 2, P), (2, 4, 3, P), (2, 5, 12, P),
+    # user 3: ties at day 0 order by item id (3 before 7); cut 4 → window [10, 17): item 4 (neg)
+    (3, 7, 0, P), (3, 3, 0, P), (3, 1, 1, P), (3, 2, 2, N), (3, 4, 10, N),
+]
+
+
+def idx(items):  # item ids → item indices (items are 1..n in table order)
+    return [i - 1 for i in items]
+
+
+def test_per_user_split_labels():
+    s = make_split(build(ROWS))
+    assert s.test["user_id"].tolist() == [1, 3]
+    u1, u3 = s.test.iloc[0], s.test.iloc[1]
+    assert u1.t_cut == T0 + 20 * D
+    assert list(u1.context_items) == idx([1, 2, 3, 4, 5, 6, 7, 8])
+    assert list(u1.context_neg) == idx([2, 5, 6, 8]) and list(u1.context_pos) == idx([1, 3, 7])
+    assert u1.next_negative == idx([9])[0]
+    assert list(u1.future_neg) == idx([9]) and list(u1.future_pos) == idx([10])
+    assert list(u3.context_items) == idx([3, 7, 1, 2])
+    assert list(u3.future_neg) == idx([4])
+    # training data: exactly the context events of every user (8 + 4 + 4)
+    assert len(s.train) == 16
+    assert not ((s.train["user_id"] == 1) & (s.train["timestamp"] >= T0 + 20 * D)).any()
+
+
+def test_candidates():
+    s = make_split(build(ROWS))
+    c = list(s.test.iloc[0].candidates)
+    assert len(c) == 20 and c[0] == idx([9])[0]
+    assert c[1] == idx([10])[0]  # window non-negatives come first
+    real = [x for x in c[1:] if x >= 0]
+    assert set(real[1:5]) == set(idx([1, 3, 4, 7]))  # then the user's other non-negative items
+    assert set(real[5:]) == set(idx([12]))  # then never-disliked catalogue items; the rest pads
+    assert not set(real) & set(idx([2, 5, 6, 8, 9, 11]))
+    assert c.count(-1) == 19 - 6
+
+
+def test_global_split():
+    s = make_split(build(ROWS), SplitConfig(method="global", global_quantile=0.8))
+    t_cut = int(np.quantile(s.data.events["timestamp"], 0.8))
+    assert (s.train["timestamp"] < t_cut).all()
+    assert (s.test["t_cut"] == t_cut).all()
+
+
+def test_validation_carved_from_training_only():
+    s = make_split(build(ROWS))
+    v = carve_validation(s)
+    assert len(v.data.events) == len(s.train)
+    assert v.data.events["timestamp"].max() < T0 + 20 * D
+
+
+def test_training_examples_slide_and_clip():
+    s = make_split(build(ROWS))
+    ex = training_examples(s, max_context=3)
+    u1 = ex[ex["uidx"] == 0]
+    # one example per context negative with ≥ 1 event before it: items 2, 5, 6, 8
+    assert [x + 1 for x in u1["next_negative"]] == [2, 5, 6, 8]
+    first = u1.iloc[0]
+    assert list(first.ctx_items) == idx([1])
+    # window of the item-5 example: days [4, 11) within the context → negatives 5, 6, 8, positive 7
+    e5 = u1.iloc[1]
+    assert sorted(x + 1 for x in e5.future_neg) == [5, 6, 8] and [x + 1 for x in e5.future_pos] == [7]
+    assert list(e5.ctx_items) == idx([2, 3, 4])  # last 3 events
+    # the item-8 example's window [7, 14) stops at the evaluation cutoff: item 9 (day 20) is unseen anyway
+    assert [x + 1 for x in u1.iloc[3].future_neg] == [8]
+
+
+def test_unknown_split_method():
+    with pytest.raises(ValueError, match="'per_user' or 'global'"):
+        make_split(build(ROWS), SplitConfig(method="weekly"))
