@@ -41,11 +41,12 @@ def _l2(x: np.ndarray) -> np.ndarray:
 
 
 def item_text(items: pd.DataFrame) -> list[str]:
-    text = items["title"].astype(str)
-    if "text" in items.columns:
-        extra = items["text"].fillna("").astype(str)
-        text = np.where(extra.str.startswith(text), extra, text + ". " + extra)
-    return [str(t) for t in text]
+    titles = items["title"].astype(str).tolist()
+    if "text" not in items.columns:
+        return titles
+    extras = items["text"].fillna("").astype(str).tolist()
+    # the text often repeats the title: do not feed it twice
+    return [e if e.startswith(t) else (f"{t}. {e}" if e else t) for t, e in zip(titles, extras)]
 
 
 def encode_text_minilm(texts: list[str], batch_size: int = 256, progress: bool = True) -> np.ndarray:

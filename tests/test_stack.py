@@ -39,15 +39,15 @@ def test_deepspeed_zero2_one_rank():
     assert last < first
 
 
-def test_deepspeed_zero2_two_ranks():
+def test_deepspeed_zero2_two_ranks(tmp_path):
     """Two gloo ranks (torchrun): ZeRO-2 partitions the optimizer state; both ranks see the same loss."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                            "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "trainer.ds_smoke",
-                           "--stage", "2", "--steps", "3"],
+                           "--stage", "2", "--steps", "3", "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    rows = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert sorted(r["rank"] for r in rows) == [0, 1]
     assert all(r["world"] == 2 for r in rows)
     assert rows[0]["first"] == pytest.approx(rows[1]["first"]) and rows[0]["last"] == pytest.approx(rows[1]["last"])

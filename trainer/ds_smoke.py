@@ -39,13 +39,21 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--stage", type=int, default=2)
     p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--out", help="folder for one rankN.json per rank (ranks' stdout interleaves under torchrun)")
     p.add_argument("--local_rank", type=int, default=None)  # passed by the deepspeed launcher
     a = p.parse_args()
     import torch.distributed as dist
 
     first, last = zero_step(a.stage, a.steps)
-    print(json.dumps({"rank": dist.get_rank(), "world": dist.get_world_size(), "first": first, "last": last}),
-          flush=True)
+    row = {"rank": dist.get_rank(), "world": dist.get_world_size(), "first": first, "last": last}
+    if a.out:
+        from pathlib import Path
+
+        from cluster.atomic import write_json_atomic
+
+        write_json_atomic(row, Path(a.out) / f"rank{row['rank']}.json")
+    else:
+        print(json.dumps(row), flush=True)
     dist.destroy_process_group()
 
 
