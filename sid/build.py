@@ -104,8 +104,8 @@ def build_sids(items: pd.DataFrame, category_columns: list[str], cfg: SidConfig,
         "config": to_dict(cfg),
     }
     if category_columns:
-        cats = [set(v for c in category_columns for v in str(row[c]).split("|") if v)
-                for _, row in items[category_columns].iterrows()]
+        cols = [items[c].fillna("").astype(str).tolist() for c in category_columns]
+        cats = [{v for col in vals for v in col.split("|") if v} for vals in zip(*cols)]
         report["coherence"] = {"columns": category_columns,
                                **coherence(codes[:, 0], cats, cfg.coherence_pairs, cfg.rqvae.seed)}
     if out is not None:

@@ -34,25 +34,28 @@ def reassign_last_level(codes: np.ndarray, last_residual: np.ndarray, last_codeb
                         ) -> np.ndarray | None:
     """Resolve collisions by moving items to free last-level codes; None if some prefix is full."""
     codes = codes.copy()
-    K = len(last_codebook)
-    dist = ((last_residual[:, None, :] - last_codebook[None, :, :]) ** 2).sum(-1)  # [N, K]
-    prefix = [tuple(p) for p in codes[:, :-1]]
+    prefix = [tuple(p) for p in codes[:, :-1].tolist()]
     used: dict[tuple, set] = {}
-    for p, c in zip(prefix, codes[:, -1]):
-        used.setdefault(p, set()).add(int(c))
+    for p, c in zip(prefix, codes[:, -1].tolist()):
+        used.setdefault(p, set()).add(c)
     _, inv, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
     inv = inv.ravel()
+    order = np.argsort(inv, kind="stable")
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
     for g in np.flatnonzero(counts > 1):
-        members = np.flatnonzero(inv == g)
+        members = order[starts[g]:starts[g] + counts[g]]
+        # distances only for colliding items: [m, K]
+        dist = ((last_residual[members, None, :] - last_codebook[None, :, :]) ** 2).sum(-1)
         c = codes[members[0], -1]
-        members = members[np.argsort(dist[members, c], kind="stable")]  # the closest keeps the code
-        for m in members[1:]:
+        rank = np.argsort(dist[:, c], kind="stable")  # the closest keeps the code
+        for r in rank[1:]:
+            m = members[r]
             p = prefix[m]
-            free = [k for k in np.argsort(dist[m], kind="stable") if int(k) not in used[p]]
+            free = [int(k) for k in np.argsort(dist[r], kind="stable") if int(k) not in used[p]]
             if not free:
                 return None
             codes[m, -1] = free[0]
-            used[p].add(int(free[0]))
+            used[p].add(free[0])
     return codes
 
 
