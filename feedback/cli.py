@@ -20,13 +20,15 @@ class DataCommandConfig:
     """Context events kept per training example (newest)."""
     swing_n: int = 20
     """Coverage study: Swing neighbours added to the future negatives."""
+    gts_swing_n: int = 50
+    """Reward ground truth (split): Swing neighbours of the context negatives added to each GTS."""
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="conrec data", description="Feedback logs: report, split, coverage study.")
     sub = p.add_subparsers(dest="cmd", required=True)
     for name, help_ in (("stats", "validate the log and print its data report"),
-                        ("split", "write the train/test split and the training examples as Parquet"),
+                        ("split", "write the split, the training examples and their reward ground truth (Parquet)"),
                         ("coverage", "the paper's next-negative vs future-negative coverage study (simulator)")):
         s = sub.add_parser(name, help=help_)
         s.add_argument("--data", required=True, help="data spec, e.g. movielens-100k:PATH or synthetic:users=2000")
@@ -54,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         data.save(out / "data")
         write_parquet_atomic(split.train, out / "train.parquet")
         write_parquet_atomic(split.test, out / "test.parquet")
+        from reward.ground_truth import build_ground_truth
+
         ex = training_examples(split, cfg.max_context)
+        gt = build_ground_truth(ex, split, cfg.gts_swing_n)
+        ex = ex.assign(gts=[gt.gts(i) for i in range(len(gt))], fps=[gt.fps(i) for i in range(len(gt))])
         write_parquet_atomic(ex, out / "examples.parquet")
         write_json_atomic({"data": a.data, "config": to_dict(cfg), **split.describe(), "n_examples": len(ex)},
                           out / "split.json")

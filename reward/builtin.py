@@ -1,0 +1,69 @@
+"""Built-in rewards: small pure functions over a scored batch, in one registry.
+
+Each takes a `RewardBatch` plus its own parameters and returns a dict of float arrays: "score"
+(the reward) and the terms that explain it (logged as reward/<name>/<term>). Invalid outputs are
+handled by the scorer before these run (they never see them as hits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from reward.ground_truth import GroundTruth
+from reward.similarity import CodebookSpace
+
+REWARDS: dict[str, Callable[..., dict]] = {}
+
+
+def register_reward(name: str):
+    def deco(fn):
+        REWARDS[name] = fn
+        return fn
+
+    return deco
+
+
+@dataclass
+class RewardBatch:
+    sample_ids: np.ndarray  # rows of the ground truth
+    out_items: np.ndarray  # generated item index per sample, -1 when the code is no catalogue item
+    gt: GroundTruth
+    space: CodebookSpace
+
+
+@register_reward("future_sim")
+def future_sim(b: RewardBatch, gamma: float = 0.5) -> dict:
+    """max sim to the future negatives + Swing neighbours − γ · max sim to the future positives."""
+    g = b.space.max_sim(b.out_items, b.gt.gts_indptr, b.gt.gts_items, b.sample_ids)
+    f = b.space.max_sim(b.out_items, b.gt.fps_indptr, b.gt.fps_items, b.sample_ids)
+    return {"score": g - gamma * f, "gts_sim": g, "fps_sim": f}
+
+
+@register_reward("hit")
+def hit(b: RewardBatch, level_rewards: tuple = (1.0, 0.1, 0.01)) -> dict:
+    """By leading code levels shared with the best GTS item: all L → 1, L−1 → 0.1, L−2 → 0.01, else 0
+    (for 3-level codes: 1 / 0.1 / 0.01 for 3 / 2 / 1 matching levels)."""
+    m = b.space.max_prefix_match(b.out_items, b.gt.gts_indptr, b.gt.gts_items, b.sample_ids)
+    short = b.space.codes.shape[1] - m
+    table = np.asarray(level_rewards, dtype=np.float32)
+    score = np.where((m > 0) & (short < len(table)), table[np.minimum(short, len(table) - 1)], 0.0)
+    return {"score": score.astype(np.float32), "matched_levels": m.astype(np.float32)}
+
+
+@register_reward("next_negative_sim")
+def next_negative_sim(b: RewardBatch) -> dict:
+    """Similarity to the single next negative: the conventional target, for ablations."""
+    s = b.space.sim(b.out_items, b.gt.next_negative[b.sample_ids])
+    return {"score": s, "next_sim": s}
+
+
+@register_reward("threshold_sim")
+def threshold_sim(b: RewardBatch, threshold: float = 0.8, gamma: float = 0.5) -> dict:
+    """1[max sim to GTS ≥ τ] − γ · 1[max sim to FPS ≥ τ]."""
+    g = b.space.max_sim(b.out_items, b.gt.gts_indptr, b.gt.gts_items, b.sample_ids)
+    f = b.space.max_sim(b.out_items, b.gt.fps_indptr, b.gt.fps_items, b.sample_ids)
+    gh, fh = (g >= threshold).astype(np.float32), (f >= threshold).astype(np.float32)
+    return {"score": gh - gamma * fh, "gts_hit": gh, "fps_hit": fh}

@@ -1,0 +1,78 @@
+"""Similarity in the codebook space: cosine between reconstructed SID embeddings (sum of codewords).
+
+Everything here is vectorised over a batch of generated items and their variable-size target sets:
+targets are gathered as one flat array and reduced per sample with `np.maximum.reduceat`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class CodebookSpace:
+    """Unit-normalised item embeddings of a catalogue (from `SidIndex.item_embeddings`) and their codes."""
+
+    def __init__(self, item_embeddings: np.ndarray, codes: np.ndarray):
+        e = np.asarray(item_embeddings, dtype=np.float32)
+        n = np.linalg.norm(e, axis=1, keepdims=True)
+        self.unit = e / np.where(n > 0, n, 1.0)
+        self.codes = np.asarray(codes, dtype=np.int64)
+
+    @classmethod
+    def from_index(cls, index) -> "CodebookSpace":
+        return cls(index.item_embeddings, index.codes)
+
+    def max_sim(self, out_items: np.ndarray, indptr: np.ndarray, items: np.ndarray, rows: np.ndarray
+                ) -> np.ndarray:
+        """For sample b (set row rows[b]): max cosine between item out_items[b] and that row's set.
+
+        Invalid outputs (-1) and empty sets give 0. Rollouts of one prompt share its row (GRPO's G
+        samples), so each row's set is gathered once, padded, and met by all of that row's outputs in
+        one batched matmul: [rows, G, D] × [rows, D, L].
+        """
+        out_items = np.asarray(out_items, dtype=np.int64)
+        rows = np.asarray(rows, dtype=np.int64)
+        res = np.zeros(len(out_items), dtype=np.float32)
+        ok = (indptr[rows + 1] > indptr[rows]) & (out_items >= 0)
+        if not ok.any():
+            return res
+        uniq, inv, cnt = np.unique(rows[ok], return_inverse=True, return_counts=True)
+        inv = inv.ravel()
+        lens = indptr[uniq + 1] - indptr[uniq]
+        pos = np.arange(int(lens.max()))[None, :]
+        valid = pos < lens[:, None]
+        T = self.unit[items[np.where(valid, indptr[uniq][:, None] + pos, 0)]]  # [U, L, D]
+        order = np.argsort(inv, kind="stable")
+        rank = np.empty(len(inv), dtype=np.int64)
+        rank[order] = np.arange(len(inv)) - np.repeat(np.r_[0, np.cumsum(cnt)[:-1]], cnt)
+        O = np.zeros((len(uniq), int(cnt.max()), self.unit.shape[1]), dtype=np.float32)
+        O[inv, rank] = self.unit[out_items[ok]]
+        dots = np.matmul(O, T.transpose(0, 2, 1))  # [U, G, L]
+        dots = np.where(valid[:, None, :], dots, -np.inf)
+        res[ok] = dots.max(axis=2)[inv, rank]
+        return res
+
+    def sim(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Elementwise cosine of items a[i], b[i] (0 where either is -1)."""
+        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+        ok = (a >= 0) & (b >= 0)
+        out = np.zeros(len(a), dtype=np.float32)
+        out[ok] = np.einsum("ij,ij->i", self.unit[a[ok]], self.unit[b[ok]])
+        return out
+
+    def max_prefix_match(self, out_items: np.ndarray, indptr: np.ndarray, items: np.ndarray, rows: np.ndarray
+                         ) -> np.ndarray:
+        """For sample b: the longest leading run of code levels shared with any item of its set."""
+        out_items = np.asarray(out_items, dtype=np.int64)
+        starts, ends = indptr[rows], indptr[rows + 1]
+        lens = ends - starts
+        res = np.zeros(len(out_items), dtype=np.int64)
+        ok = (lens > 0) & (out_items >= 0)
+        if not ok.any():
+            return res
+        lo, ln, o = starts[ok], lens[ok], out_items[ok]
+        flat = np.repeat(lo - np.r_[0, np.cumsum(ln)[:-1]], ln) + np.arange(ln.sum())
+        eq = self.codes[np.repeat(o, ln)] == self.codes[items[flat]]
+        run = np.cumprod(eq, axis=1).sum(1)  # leading matches
+        res[ok] = np.maximum.reduceat(run, np.r_[0, np.cumsum(ln)[:-1]])
+        return res

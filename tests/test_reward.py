@@ -1,0 +1,202 @@
+"""Rewards by hand on a 4-item catalogue, plug-in failure modes, and ground-truth construction."""
+
+import textwrap
+
+import numpy as np
+import pytest
+
+from reward.ground_truth import GroundTruth, build_ground_truth
+from reward.plugins import Plugin, PluginError
+from reward.scorer import RewardConfig, RewardScorer, RewardTerm
+from sid.index import SidIndex
+
+# level-0 codewords e_x, e_y, -e_x; level-1 codewords 0, e_y, -e_y
+CB = np.array([[[1, 0], [0, 1], [-1, 0]], [[0, 0], [0, 1], [0, -1]]], dtype=np.float32)
+CODES = np.array([[0, 0], [1, 0], [0, 1], [2, 0]])  # embeddings: (1,0) (0,1) (1,1) (-1,0)
+INDEX = SidIndex(np.array([10, 11, 12, 13]), CODES, CB)
+# sample 0: GTS {1, 2}, FPS {3}, next negative 1; sample 1: GTS {3}, FPS {}, next negative 3
+GT = GroundTruth.from_lists([[1, 2], [3]], [[3], []], [1, 3])
+R2 = np.sqrt(0.5)
+
+
+def scorer(*terms, **kw):
+    return RewardScorer(RewardConfig(terms=list(terms), **kw), GT, INDEX)
+
+
+S0, S1, S2, S3 = (INDEX.sid(i) for i in range(4))
+
+
+def test_future_sim_by_hand():
+    out = scorer(RewardTerm("future_sim", params={"gamma": 0.5})).score([0, 0, 1], [S0, S2, S1])
+    # item0 vs GTS {1,2}: max(0, 1/√2); vs FPS {3}: −1 → 1/√2 + 0.5
+    # item2 vs GTS: max(1/√2, 1) = 1; vs FPS: −1/√2 → 1 + 0.5/√2
+    # item1 vs GTS {3}: 0; FPS empty → 0
+    np.testing.assert_allclose(out["score"], [R2 + 0.5, 1 + 0.5 * R2, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(out["terms"]["future_sim/gts_sim"], [R2, 1.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(out["terms"]["future_sim/fps_sim"], [-1.0, -R2, 0.0], rtol=1e-6)
+    assert out["metrics"]["reward/invalid_rate"] == 0.0
+
+
+def test_invalid_codes_get_the_penalty_and_are_counted():
+    out = scorer(RewardTerm("future_sim"), invalid_penalty=-2.0).score([0, 0, 0, 0], [S0, "<a_1><b_1>", "hello",
+                                                                                   "<a_0>"])
+    assert out["score"].tolist()[1:] == [-2.0, -2.0, -2.0]
+    assert out["terms"]["invalid"].tolist() == [0, 1, 1, 1]
+    assert np.isnan(out["terms"]["future_sim/gts_sim"][1])
+    assert out["metrics"]["reward/invalid_rate"] == 0.75
+
+
+def test_hit_by_hand():
+    out = scorer(RewardTerm("hit")).score([0, 0, 0, 1], [S0, S2, S3, S1])
+    # item0 (0,0) vs GTS (1,0),(0,1): one leading level with item2 → 0.1; item2 exact → 1;
+    # item3 (2,0): none → 0; item1 (1,0) vs (2,0): none → 0
+    assert out["score"].tolist() == pytest.approx([0.1, 1.0, 0.0, 0.0])
+    assert out["terms"]["hit/matched_levels"].tolist() == [1, 2, 0, 0]
+
+
+def test_next_negative_and_threshold_by_hand():
+    nn = scorer(RewardTerm("next_negative_sim")).score([0, 0], [S2, S1])
+    np.testing.assert_allclose(nn["score"], [R2, 1.0], rtol=1e-6)
+    th = scorer(RewardTerm("threshold_sim", params={"threshold": 0.8, "gamma": 0.5})).score([0, 0], [S0, S2])
+    assert th["score"].tolist() == [0.0, 1.0]
+
+
+def test_weighted_combination():
+    out = scorer(RewardTerm("hit", weight=2.0), RewardTerm("next_negative_sim", weight=0.5)).score([0], [S2])
+    assert out["score"][0] == pytest.approx(2.0 * 1.0 + 0.5 * R2)
+
+
+def test_token_ids_are_parsed():
+    table = np.full((10, 2), -1)
+    table[5], table[6], table[7] = (0, 0), (1, 1), (0, 2)  # <a_0> <b_1> <a_2>
+    sc = RewardScorer(RewardConfig(), GT, INDEX, table)
+    items, _ = sc.parse([[5, 6, 1], [7, 6], [5]])
+    assert items.tolist() == [2, -1, -1]  # (0,1) = item 2; (2,1) no item; incomplete
+
+
+def test_unknown_term():
+    with pytest.raises(ValueError, match="neither a built-in"):
+        scorer(RewardTerm("futuresim"))
+
+
+def test_bad_sample_ids():
+    with pytest.raises(ValueError, match=r"sample ids must lie in \[0, 2\)"):
+        scorer(RewardTerm()).score([5], [S0])
+
+
+PLUGINS = textwrap.dedent("""
+    import asyncio, math, time
+
+    def good(data_source, solution_str, ground_truth, extra_info=None):
+        return {"score": 0.5 if solution_str in ground_truth["gts"] else 0.0, "n_gts": len(ground_truth["gts"])}
+
+    def boom(data_source, solution_str, ground_truth, extra_info=None):
+        if extra_info["sample_id"] == 1:
+            raise KeyError("no such user")
+        return 1.0
+
+    def hang(data_source, solution_str, ground_truth, extra_info=None):
+        time.sleep(1.5)
+        return 1.0
+
+    async def ahang(data_source, solution_str, ground_truth, extra_info=None):
+        await asyncio.sleep(30)
+        return 1.0
+
+    async def agood(data_source, solution_str, ground_truth, extra_info=None):
+        await asyncio.sleep(0.01)
+        return 2.0
+
+    def nan(data_source, solution_str, ground_truth, extra_info=None):
+        return math.nan
+
+    def noscore(data_source, solution_str, ground_truth, extra_info=None):
+        return {"value": 1.0}
+
+    def batch(data_sources, solution_strs, ground_truths, extra_infos):
+        return [float(len(s)) for s in solution_strs]
+
+    def badbatch(data_sources, solution_strs, ground_truths, extra_infos):
+        return [1.0]
+""")
+
+
+@pytest.fixture()
+def plugfile(tmp_path):
+    p = tmp_path / "plugs.py"
+    p.write_text(PLUGINS)
+    return str(p)
+
+
+def test_plugin_good_sync_async_and_batched(plugfile):
+    out = scorer(RewardTerm(f"{plugfile}:good")).score([0, 0], [S1, S0])
+    assert out["score"].tolist() == [0.5, 0.0]
+    assert out["terms"][f"{plugfile}:good/n_gts"].tolist() == [2, 2]
+    assert scorer(RewardTerm(f"{plugfile}:agood")).score([0], [S0])["score"].tolist() == [2.0]
+    b = scorer(RewardTerm(f"{plugfile}:batch", batched=True)).score([0, 1], [S0, S1])
+    assert b["score"].tolist() == [len(S0), len(S1)]
+
+
+@pytest.mark.parametrize("fn, kind, kw", [
+    ("boom", "raised", {}),
+    ("hang", "timeout", {"timeout_s": 0.3}),
+    ("ahang", "timeout", {"timeout_s": 0.3}),
+    ("nan", "nonfinite", {}),
+    ("noscore", "bad_return", {}),
+    ("badbatch", "bad_return", {"batched": True}),
+])
+def test_plugin_failures_fail_the_step(plugfile, fn, kind, kw):
+    with pytest.raises(PluginError) as e:
+        scorer(RewardTerm(f"{plugfile}:{fn}", **kw)).score([0, 1], [S0, S1])
+    assert e.value.kind == kind and e.value.plugin == f"{plugfile}:{fn}"
+    assert e.value.sample_id in (0, 1) and f"sample {e.value.sample_id}" in str(e.value)
+
+
+@pytest.mark.parametrize("fn, kind, kw, expect", [
+    ("boom", "raised", {}, [1.0, -0.25]),
+    ("hang", "timeout", {"timeout_s": 0.3}, [-0.25, -0.25]),
+    ("nan", "nonfinite", {}, [-0.25, -0.25]),
+    ("noscore", "bad_return", {}, [-0.25, -0.25]),
+])
+def test_plugin_failures_fallback_counted(plugfile, fn, kind, kw, expect):
+    out = scorer(RewardTerm(f"{plugfile}:{fn}", on_error="fallback", fallback=-0.25, **kw)).score([0, 1], [S0, S1])
+    assert out["score"].tolist() == expect
+    n_fail = sum(1 for x in expect if x == -0.25)
+    assert out["metrics"][f"reward/plugin/{plugfile}:{fn}/{kind}"] == n_fail
+
+
+def test_plugin_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        Plugin(str(tmp_path / "missing.py"))
+    with pytest.raises(ImportError, match="cannot import"):
+        Plugin("no_such_module_xyz:fn")
+    (tmp_path / "p.py").write_text("x = 1\n")
+    with pytest.raises(AttributeError, match="no function 'compute_score'"):
+        Plugin(str(tmp_path / "p.py"))
+
+
+def test_example_plugin():
+    from tests.conftest import ROOT
+
+    out = scorer(RewardTerm("future_sim"), RewardTerm(str(ROOT / "examples/first_level_reward.py"), weight=0.2)
+                 ).score([0], [S0])
+    # S0 = <a_0><b_0> shares the first token <a_0> with item 2 of the GTS
+    assert out["score"][0] == pytest.approx(R2 + 0.5 + 0.2)
+
+
+def test_ground_truth_from_examples():
+    from feedback.split import make_split, training_examples
+    from tests.test_split import ROWS, build
+
+    split = make_split(build(ROWS))
+    ex = training_examples(split)
+    gt = build_ground_truth(ex, split, swing_n=5)
+    assert len(gt) == len(ex)
+    for i in range(len(ex)):
+        assert set(ex["future_neg"].iat[i]) <= set(gt.gts(i).tolist())
+        assert gt.fps(i).tolist() == sorted(ex["future_pos"].iat[i])
+        own = set(ex["ctx_items"].iat[i][ex["ctx_fb"].iat[i] == -1].tolist())
+        extra = set(gt.gts(i).tolist()) - set(ex["future_neg"].iat[i].tolist())
+        assert not extra & own  # Swing neighbours never repeat the example's own context negatives
+    g2 = GroundTruth.from_frame(gt.to_frame())
+    assert np.array_equal(g2.gts_items, gt.gts_items) and np.array_equal(g2.fps_indptr, gt.fps_indptr)
