@@ -6,12 +6,12 @@ import datetime as dt
 import importlib.metadata as md
 import os
 import platform
-import resource
 import subprocess
 import sys
 from pathlib import Path
 
 from cluster.atomic import write_json_atomic
+from trainer.metrics_log import peak_rss_mib  # noqa: F401  (re-exported for the benches)
 
 
 def machine() -> dict:
@@ -32,11 +32,6 @@ def machine() -> dict:
         commit = ""
     return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(mem_gib, 1), "python": sys.version.split()[0],
             "versions": versions, "commit": commit, "date": dt.date.today().isoformat()}
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def save(name: str, result: dict, out_dir: str | None = None) -> Path:

@@ -12,6 +12,7 @@ def main(argv: list[str] | None = None) -> int:
         "doctor": ("cluster.doctor", "check that Ray, vLLM, DeepSpeed and verl really run here"),
         "data": ("feedback.cli", "feedback logs: stats, split, coverage study"),
         "sid": ("sid.build", "semantic IDs: encode items, train the RQ-VAE, write codes and trie"),
+        "sft": ("trainer.sft", "context-understanding SFT (translation, alignment, warm-up) on DeepSpeed"),
         "eval": ("evaluation.cli", "evaluate a method (pop, swing, random) under the protocol"),
     }
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:

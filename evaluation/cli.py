@@ -22,20 +22,22 @@ class EvalConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from evaluation.methods import METHODS
+    from evaluation.methods import LAZY, METHODS
 
     p = argparse.ArgumentParser(prog="conrec eval", description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="data spec (see feedback/loaders.py)")
-    p.add_argument("--method", required=True, help=f"one of {sorted(METHODS)}")
+    p.add_argument("--method", required=True, help=f"one of {sorted(set(METHODS) | set(LAZY))}")
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--out", help="write the result JSON here")
+    p.add_argument("--checkpoint", help="--method model: a conrec model folder (HF weights + conrec.json)")
+    p.add_argument("--sid-dir", default="", help="--method model: SID folder, if conrec.json does not name it")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. swing.alpha=1 split.horizon_days=7")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = build(EvalConfig, None, a.overrides)
-    if a.method not in METHODS:
-        p.error(f"unknown method {a.method!r}; choose from {sorted(METHODS)}")
+    if a.method not in METHODS and a.method not in LAZY:
+        p.error(f"unknown method {a.method!r}; choose from {sorted(set(METHODS) | set(LAZY))}")
     if a.k <= 0:
         p.error("--k must be positive")
 
@@ -46,8 +48,16 @@ def main(argv: list[str] | None = None) -> int:
 
     split = make_split(load(a.data), cfg.split)
     kwargs = {"swing": cfg.swing} if a.method == "swing" else {"seed": cfg.seed} if a.method == "random" else {}
-    result = evaluate(get_method(a.method, **kwargs), split, k=a.k, batch_size=cfg.batch_size,
-                      progress=not a.no_progress)
+    if a.method == "model":
+        if not a.checkpoint:
+            p.error("--method model needs --checkpoint DIR")
+        kwargs = {"checkpoint": a.checkpoint, "sid_dir": a.sid_dir}
+    method = get_method(a.method, **kwargs)
+    result = evaluate(method, split, k=a.k, batch_size=cfg.batch_size, progress=not a.no_progress)
+    if a.method == "model":
+        from evaluation.model_method import alignment_accuracy
+
+        result["metrics"].update(alignment_accuracy(method.model, method.tok, method.index, split))
     result["dataset"] = a.data
     result["config"] = to_dict(cfg)
     print(one_line(result))

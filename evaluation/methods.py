@@ -17,6 +17,7 @@ from feedback.split import Split
 from feedback.swing import SwingConfig, swing_similarity, user_item_matrix
 
 METHODS: dict[str, Callable[..., "Method"]] = {}
+LAZY = {"model": "evaluation.model_method"}  # registered on import (pulls in torch/transformers)
 
 
 def register_method(name: str):
@@ -29,6 +30,10 @@ def register_method(name: str):
 
 
 def get_method(name: str, **kwargs) -> "Method":
+    if name not in METHODS and name in LAZY:
+        import importlib
+
+        importlib.import_module(LAZY[name])
     if name not in METHODS:
         raise KeyError(f"unknown method {name!r}; registered: {sorted(METHODS)}")
     return METHODS[name](**kwargs)

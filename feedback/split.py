@@ -112,6 +112,8 @@ def make_split(data: FeedbackData, cfg: SplitConfig | None = None) -> Split:
             "user_id": data.user_ids[u],
             "t_cut": int(w["timestamp"].iloc[0]) if cfg.method == "per_user" else int(t_cut_global),
             "context_items": ctx["iidx"].to_numpy(),
+            "context_fb": ctx["fb"].to_numpy(),
+            "context_ts": ctx["timestamp"].to_numpy(),
             "context_neg": ctx.loc[ctx["fb"] == -1, "iidx"].to_numpy(),
             "context_pos": ctx.loc[ctx["fb"] == 1, "iidx"].to_numpy(),
             "next_negative": next_neg,
@@ -119,7 +121,8 @@ def make_split(data: FeedbackData, cfg: SplitConfig | None = None) -> Split:
             "future_pos": np.array(list(dict.fromkeys(fpos.tolist())), dtype=np.int64),
             "candidates": _candidates(next_neg, w, all_groups[u], fneg_set, data.n_items, cfg.n_candidates, rng),
         })
-    test = pd.DataFrame(rows, columns=["uidx", "user_id", "t_cut", "context_items", "context_neg", "context_pos",
+    test = pd.DataFrame(rows, columns=["uidx", "user_id", "t_cut", "context_items", "context_fb", "context_ts",
+                                       "context_neg", "context_pos",
                                        "next_negative", "future_neg", "future_pos", "candidates"])
     return Split(data=data, config=cfg, train=train, test=test)
 

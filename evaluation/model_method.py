@@ -1,0 +1,107 @@
+"""The LLM as a recommender under the protocol: trie-constrained beam search for top-K, teacher-forced
+log-probabilities for Candidate Acc., and the 4-choice alignment accuracy."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from evaluation.methods import Method, register_method
+from feedback.split import Split
+from trainer.prompts import ContextConfig, alignment_question, build_context
+
+
+def load_model_dir(checkpoint: str, sid_dir: str = ""):
+    """Model, tokenizer, SID index and context config of a conrec model folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sid.index import SidIndex
+
+    ck = Path(checkpoint)
+    card = json.loads((ck / "conrec.json").read_text()) if (ck / "conrec.json").exists() else {}
+    sid_dir = sid_dir or card.get("sid_dir", "")
+    if not sid_dir:
+        raise FileNotFoundError(f"{ck} has no conrec.json naming its SIDs; pass --sid-dir")
+    tok = AutoTokenizer.from_pretrained(ck)
+    model = AutoModelForCausalLM.from_pretrained(ck, dtype=torch.float32).eval()
+    index = SidIndex.load(sid_dir)
+    ctx = ContextConfig(**card["context"]) if "context" in card else ContextConfig()
+    return model, tok, index, ctx
+
+
+@register_method("model")
+@dataclass
+class ModelMethod(Method):
+    checkpoint: str = ""
+    sid_dir: str = ""
+    batch_size: int = 16
+    extra_beams: int = 20
+    """Beams beyond K, so that K remain after the user's context items are removed."""
+    context: ContextConfig | None = None
+
+    def fit(self, split: Split) -> None:
+        from rollout.constrained import SidTokenMap
+
+        self.split = split
+        self.model, self.tok, self.index, card_ctx = load_model_dir(self.checkpoint, self.sid_dir)
+        self.context = self.context or card_ctx
+        self.index.check_catalogue(split.data.items["item_id"].to_numpy())
+        self.map = SidTokenMap(self.tok, self.index.level_sizes)
+
+    def prompt(self, r: int) -> str:
+        t = self.split.test
+        return build_context(t["context_items"].iat[r], t["context_fb"].iat[r], t["context_ts"].iat[r],
+                             int(t["t_cut"].iat[r]), self.index.sid, self.context)
+
+    def recommend(self, test_rows: np.ndarray, k: int) -> np.ndarray:
+        from rollout.constrained import beam_topk
+
+        out = np.full((len(test_rows), k), -1, dtype=np.int64)
+        for s in range(0, len(test_rows), self.batch_size):
+            rows = test_rows[s:s + self.batch_size]
+            codes = beam_topk(self.model, self.tok, [self.prompt(int(r)) for r in rows], self.index.trie, self.map,
+                              k, num_beams=k + self.extra_beams)
+            for b, (r, cs) in enumerate(zip(rows, codes)):
+                seen = set(self.split.test["context_items"].iat[int(r)].tolist())
+                items = [i for i in (self.index.trie.item(c) for c in cs) if i is not None and i not in seen][:k]
+                out[s + b, :len(items)] = items
+        return out
+
+    def score_candidates(self, test_rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        from rollout.constrained import sequence_logprobs
+
+        prompts, targets = [], []
+        for r, cands in zip(test_rows, candidates):
+            p = self.prompt(int(r))
+            for c in cands:
+                prompts.append(p)
+                targets.append(self.index.sid(int(c)))
+        lp = sequence_logprobs(self.model, self.tok, prompts, targets)
+        return lp.reshape(candidates.shape)
+
+
+def alignment_accuracy(model, tok, index, split: Split, max_questions: int = 500, seed: int = 0) -> dict:
+    """Held-out 4-choice questions from the evaluation window: a future negative of a test user vs three
+    of that user's positives; the model's answer is the letter with the highest log-probability."""
+    from rollout.constrained import sequence_logprobs
+
+    rng = np.random.default_rng(seed)
+    qs = []
+    for r in range(len(split.test)):
+        t = split.test.iloc[r]
+        pos = np.union1d(t["context_pos"], t["future_pos"])
+        if len(pos) < 3 or len(t["future_neg"]) == 0:
+            continue
+        qs.append(alignment_question(int(rng.choice(t["future_neg"])), rng.choice(pos, 3, replace=False),
+                                     index.sid, rng))
+    qs = qs[:max_questions]
+    if not qs:
+        return {"alignment_acc": float("nan"), "n_alignment_questions": 0}
+    prompts = [q for q, _ in qs for _ in "abcd"]
+    lp = sequence_logprobs(model, tok, prompts, list("abcd") * len(qs)).reshape(len(qs), 4)
+    pred = np.array(list("abcd"))[lp.argmax(1)]
+    return {"alignment_acc": float(np.mean(pred == np.array([a for _, a in qs]))), "n_alignment_questions": len(qs)}

@@ -1,0 +1,106 @@
+"""Prompt builders: the user context shared by SFT and GRPO, and the SFT task registry.
+
+Prompts are plain words plus SID tokens, so the project-built tokenizer covers them and any HF
+tokenizer (after the SID tokens are added) does too. Each task turns data into (prompt, target)
+pairs; the target ends with the end-of-sequence token at training time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+DAY = 86_400
+TEMPLATE_WORDS = ("user disliked liked recently next dislike item title which one did the user mark not "
+                  "interested bought other three answer options a b c d").split()
+
+
+@dataclass
+class ContextConfig:
+    """What the curriculum varies: which behaviour enters the prompt, and how much of it."""
+
+    mode: str = "neg_pos"
+    """'neg_recent' (negatives of the last `recent_days` days), 'neg_all' (all negatives) or 'neg_pos'
+    (negatives and positives)."""
+    recent_days: float = 3.0
+    max_items: int = 20
+    """Token budget in items (each item is one SID): the newest are kept, older ones dropped first;
+    in 'neg_pos' the budget is split evenly, unused room going to the other side."""
+
+
+def build_context(ctx_items: np.ndarray, ctx_fb: np.ndarray, ctx_ts: np.ndarray, t_cut: int, sid,
+                  cfg: ContextConfig) -> str:
+    """`user disliked: <sid> <sid> … liked: <sid> … next dislike:` (items oldest → newest)."""
+    neg = ctx_fb == -1
+    if cfg.mode == "neg_recent":
+        neg &= ctx_ts >= t_cut - cfg.recent_days * DAY
+    elif cfg.mode not in ("neg_all", "neg_pos"):
+        raise ValueError(f"ContextConfig.mode must be neg_recent, neg_all or neg_pos, got {cfg.mode!r}")
+    negs = ctx_items[neg]
+    pos = ctx_items[ctx_fb == 1] if cfg.mode == "neg_pos" else ctx_items[:0]
+    n_neg = min(len(negs), max(cfg.max_items - min(len(pos), cfg.max_items // 2), cfg.max_items // 2))
+    n_pos = min(len(pos), cfg.max_items - n_neg)
+    negs, pos = negs[len(negs) - n_neg:], pos[len(pos) - n_pos:]
+    parts = ["user disliked:"] + [sid(int(i)) for i in negs]
+    if cfg.mode == "neg_pos":
+        parts += ["liked:"] + [sid(int(i)) for i in pos]
+    parts.append("next dislike:")
+    return " ".join(parts)
+
+
+TASKS: dict[str, Callable[..., Iterator[tuple[str, str]]]] = {}
+
+
+def register_task(name: str):
+    def deco(fn):
+        TASKS[name] = fn
+        return fn
+
+    return deco
+
+
+@register_task("sid2title")
+def sid2title(items, sid, **_) -> Iterator[tuple[str, str]]:
+    for i, title in enumerate(items["title"].astype(str)):
+        yield f"item {sid(i)} title:", title
+
+
+@register_task("title2sid")
+def title2sid(items, sid, **_) -> Iterator[tuple[str, str]]:
+    for i, title in enumerate(items["title"].astype(str)):
+        yield f"title: {title} item:", sid(i)
+
+
+def alignment_question(neg: int, distractors: np.ndarray, sid, rng) -> tuple[str, str]:
+    """The 4-way question of the paper: which of these did the user mark not interested?"""
+    options = np.r_[neg, distractors[:3]]
+    order = rng.permutation(4)
+    letters = "abcd"
+    body = " ".join(f"{letters[k]} {sid(int(options[o]))}" for k, o in enumerate(order))
+    answer = letters[int(np.flatnonzero(order == 0)[0])]
+    return (f"the user did mark one not interested and bought the other three which one options {body} answer:",
+            answer)
+
+
+@register_task("alignment")
+def alignment(train, sid, seed: int = 0, max_per_user: int = 20, **_) -> Iterator[tuple[str, str]]:
+    """Correct option: a negative of the user; distractors: three of the user's positives. No history."""
+    rng = np.random.default_rng(seed)
+    for _, g in train.groupby("uidx", sort=False):
+        negs = g.loc[g["fb"] == -1, "iidx"].to_numpy()
+        pos = g.loc[g["fb"] == 1, "iidx"].to_numpy()
+        if len(negs) == 0 or len(pos) < 3:
+            continue
+        for n in rng.permutation(negs)[:max_per_user]:
+            yield alignment_question(int(n), rng.choice(pos, 3, replace=False), sid, rng)
+
+
+@register_task("warmup")
+def warmup(examples, sid, context: ContextConfig, seed: int = 0, **_) -> Iterator[tuple[str, str]]:
+    """Context → one future negative (drawn from the window's negatives)."""
+    rng = np.random.default_rng(seed)
+    for r in examples.itertuples(index=False):
+        target = int(rng.choice(r.future_neg)) if len(r.future_neg) else int(r.next_negative)
+        yield build_context(r.ctx_items, r.ctx_fb, r.ctx_ts, r.t_cut, sid, context), sid(target)

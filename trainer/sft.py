@@ -1,0 +1,329 @@
+"""SFT on DeepSpeed ZeRO: SID ↔ title translation, item-level alignment and warm-up generation.
+
+One process per rank (torchrun / the deepspeed launcher / a Ray learner actor); a plain `conrec sft`
+runs one rank. Tasks are mixed by weight each epoch (weight 1 = one pass over that task's pairs,
+0.5 = half of them, 2 = twice), shuffled with a per-epoch seed so a resumed run sees the same order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cluster.config import build, to_dict
+from feedback.split import SplitConfig
+from trainer.models import TinyModelConfig
+from trainer.prompts import TASKS, ContextConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelConfig:
+    path: str = ""
+    """A Hugging Face causal-LM folder or hub id; empty builds the tiny Qwen2 below with our tokenizer."""
+    tiny: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(hidden_size=128, num_hidden_layers=4,
+                                                                          num_attention_heads=4,
+                                                                          num_key_value_heads=4,
+                                                                          intermediate_size=256))
+
+
+@dataclass
+class SFTConfig:
+    data: str = "synthetic:"
+    """Data spec (see feedback/loaders.py)."""
+    sid_dir: str = ""
+    """SID artifacts (`conrec sid build`); empty builds them into RUN_DIR/sid with defaults."""
+    run_dir: str = "runs/sft"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)
+    tasks: dict = field(default_factory=lambda: {"warmup": 1.0, "alignment": 1.0, "title2sid": 0.5,
+                                                 "sid2title": 0.25})
+    """Task → sampling weight per epoch."""
+    epochs: int = 3
+    max_steps: int = 0
+    """Stop after this many optimizer steps in total (0 = run all epochs)."""
+    micro_batch: int = 32
+    grad_accum: int = 1
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    zero_stage: int = 2
+    bf16: bool = False
+    max_len: int = 192
+    val_frac: float = 0.05
+    save_every: int = 0
+    """Also checkpoint every N steps (0 = at the end of each epoch only)."""
+    seed: int = 0
+    progress: bool = True
+
+
+class SFTData:
+    """Tokenised (prompt, target) pairs per task, and the per-epoch mixture."""
+
+    def __init__(self, pairs: dict[str, list[tuple[str, str]]], tokenizer, max_len: int, val_frac: float, seed: int):
+        self.tok = tokenizer
+        self.train, self.val = {}, {}
+        rng = random.Random(seed)
+        for task, ps in pairs.items():
+            enc = [self._encode(p, t, max_len) for p, t in ps]
+            enc = [e for e in enc if e is not None]
+            rng.shuffle(enc)
+            n_val = int(len(enc) * val_frac)
+            self.val[task], self.train[task] = enc[:n_val], enc[n_val:]
+
+    def _encode(self, prompt: str, target: str, max_len: int):
+        p = self.tok(prompt, add_special_tokens=False)["input_ids"]
+        t = self.tok(" " + target, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
+        if len(t) >= max_len:
+            return None
+        p = p[-(max_len - len(t)):]  # keep the end of the prompt (the newest context)
+        return p + t, len(p)
+
+    def epoch(self, weights: dict, epoch: int, seed: int) -> list:
+        rng = random.Random(seed * 100_003 + epoch)
+        out = []
+        for task, w in weights.items():
+            items = self.train.get(task, [])
+            if not items or w <= 0:
+                continue
+            n = int(round(w * len(items)))
+            reps, rest = divmod(n, len(items))
+            out += items * reps + rng.sample(items, rest)
+        rng.shuffle(out)
+        return out
+
+    def collate(self, batch: list, device):
+        import torch
+
+        L = max(len(ids) for ids, _ in batch)
+        pad = self.tok.pad_token_id
+        ids = torch.full((len(batch), L), pad, dtype=torch.long)
+        labels = torch.full((len(batch), L), -100, dtype=torch.long)
+        att = torch.zeros((len(batch), L), dtype=torch.long)
+        for r, (x, n_prompt) in enumerate(batch):
+            ids[r, :len(x)] = torch.tensor(x)
+            labels[r, n_prompt:len(x)] = torch.tensor(x[n_prompt:])
+            att[r, :len(x)] = 1
+        return ids.to(device), att.to(device), labels.to(device)
+
+
+def prepare(cfg: SFTConfig):
+    """Data, split, SIDs, examples, tokenizer and model for a run (deterministic by cfg.seed)."""
+    from feedback.loaders import load
+    from feedback.split import make_split, training_examples
+    from sid.index import SidIndex
+
+    data = load(cfg.data)
+    split = make_split(data, cfg.split)
+    sid_dir = Path(cfg.sid_dir) if cfg.sid_dir else Path(cfg.run_dir) / "sid"
+    if not (sid_dir / "report.json").exists():
+        if cfg.sid_dir:
+            raise FileNotFoundError(f"sid_dir {sid_dir} has no report.json: build it with `conrec sid build`")
+        from sid.build import SidConfig, build_sids
+
+        log.info("building SIDs into %s", sid_dir)
+        build_sids(data.items, data.category_columns, SidConfig(), sid_dir)
+    index = SidIndex.load(sid_dir)
+    index.check_catalogue(data.items["item_id"].to_numpy())
+    examples = training_examples(split, max_context=max(cfg.context.max_items * 3, 50))
+    return data, split, index, examples
+
+
+def build_pairs(cfg: SFTConfig, data, split, index, examples) -> dict[str, list[tuple[str, str]]]:
+    unknown = [t for t in cfg.tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown SFT task(s) {unknown}; registered: {sorted(TASKS)}")
+    kw = dict(items=data.items, train=split.train, examples=examples, sid=index.sid, context=cfg.context,
+              seed=cfg.seed)
+    return {t: list(TASKS[t](**kw)) for t in cfg.tasks}
+
+
+def load_model_and_tokenizer(cfg: SFTConfig, index, data, init_dir: Path):
+    """A fresh model (tiny Qwen2 + our tokenizer, or an HF model with SID tokens added), saved to init_dir."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.models import build_tiny_qwen2, build_tokenizer
+    from trainer.prompts import TEMPLATE_WORDS
+
+    if cfg.model.path:
+        tok = AutoTokenizer.from_pretrained(cfg.model.path)
+        tok.add_tokens([t for t in index.tokens() if t not in tok.get_vocab()])
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        model = AutoModelForCausalLM.from_pretrained(cfg.model.path, dtype=torch.float32)
+        model.resize_token_embeddings(len(tok))
+    else:
+        texts = list(data.items["title"].astype(str)) + [" ".join(TEMPLATE_WORDS)] * 50
+        tok = build_tokenizer(texts, index.tokens(), vocab_size=4096)
+        model = build_tiny_qwen2(len(tok), cfg.model.tiny, tok)
+    return model, tok
+
+
+def _env_single_rank() -> None:
+    if "RANK" not in os.environ:
+        from cluster.doctor import free_port
+
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", LOCAL_RANK="0",
+                          WORLD_SIZE="1")
+
+
+def train(cfg: SFTConfig, resume: bool = False) -> dict:
+    """Run SFT; returns the final metrics. Rank 0 writes metrics, checkpoints and the final HF model."""
+    import deepspeed
+    import torch
+    import torch.distributed as dist
+    from tqdm import tqdm
+
+    from trainer.checkpoint import latest_checkpoint, step_dir, write_manifest
+    from trainer.distributed import ds_config, init_distributed
+    from trainer.metrics_log import MetricsLog, peak_rss_mib
+
+    _env_single_rank()
+    rank, world = init_distributed()
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    run = Path(cfg.run_dir)
+    data, split, index, examples = prepare(cfg)
+    ckpt = latest_checkpoint(run) if resume else None
+    if resume and ckpt is None:
+        log.warning("--resume: no complete checkpoint under %s; starting from scratch", run / "checkpoints")
+    if ckpt is not None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(ckpt / "hf")
+        model = AutoModelForCausalLM.from_pretrained(ckpt / "hf", dtype=torch.float32)
+    else:
+        model, tok = load_model_and_tokenizer(cfg, index, data, run)
+    sft = SFTData(build_pairs(cfg, data, split, index, examples), tok, cfg.max_len, cfg.val_frac, cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    engine, opt, _, _ = deepspeed.initialize(model=model, optimizer=opt,
+                                             config=ds_config(cfg.zero_stage, cfg.micro_batch, cfg.grad_accum,
+                                                              cfg.bf16))
+    step, start_epoch, skip = 0, 0, 0
+    if ckpt is not None:
+        _, client = engine.load_checkpoint(str(ckpt / "ds"), tag="state")
+        step, start_epoch, skip = client["step"], client["epoch"], client["batches_done"]
+        torch.set_rng_state(torch.tensor(client["torch_rng"], dtype=torch.uint8))
+        log.info("resumed from %s: step %d, epoch %d, %d batches into it", ckpt, step, start_epoch, skip)
+    mlog = MetricsLog(run, enabled=rank == 0, append=ckpt is not None)
+    if rank == 0:
+        (run / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+
+    def save(epoch: int, batches_done: int) -> None:
+        d = step_dir(run, step)
+        if rank == 0:
+            engine.module.save_pretrained(d / "hf")
+            tok.save_pretrained(d / "hf")
+            write_model_card(d / "hf", cfg)
+        engine.save_checkpoint(str(d / "ds"), tag="state",
+                               client_state={"step": step, "epoch": epoch, "batches_done": batches_done,
+                                             "torch_rng": torch.get_rng_state().tolist()})
+        if world > 1:
+            dist.barrier()
+        if rank == 0:
+            write_manifest(d, {"step": step, "epoch": epoch, "batches_done": batches_done})
+
+    per_step = cfg.micro_batch * cfg.grad_accum * world
+    done = False
+    for epoch in range(start_epoch, cfg.epochs):
+        order = sft.epoch(cfg.tasks, epoch, cfg.seed)
+        mine = order[rank::world]
+        batches = [mine[i:i + cfg.micro_batch] for i in range(0, len(mine) - cfg.micro_batch + 1, cfg.micro_batch)]
+        first = skip if epoch == start_epoch else 0
+        bar = tqdm(range(first, len(batches)), desc=f"sft epoch {epoch}", disable=not (cfg.progress and rank == 0))
+        engine.train()
+        for b in bar:
+            t0 = time.perf_counter()
+            ids, att, labels = sft.collate(batches[b], engine.device)
+            loss = engine(input_ids=ids, attention_mask=att, labels=labels).loss
+            engine.backward(loss)
+            engine.step()
+            if (b + 1) % cfg.grad_accum:
+                continue
+            step += 1
+            dt = time.perf_counter() - t0
+            ntok = int(att.sum()) * world
+            loss_v = loss.item()
+            mlog.log(step, {"train/loss": loss_v, "train/epoch": epoch, "perf/tokens_per_s": ntok / dt,
+                            "perf/peak_rss_mib": peak_rss_mib()})
+            bar.set_postfix(loss=f"{loss_v:.3f}")
+            if cfg.save_every and step % cfg.save_every == 0:
+                save(epoch, b + 1)
+            if cfg.max_steps and step >= cfg.max_steps:
+                done = True
+                save(epoch, b + 1)
+                break
+        if done:
+            break
+        val = validate(engine, sft, cfg)
+        mlog.log(step, {f"val/{k}": v for k, v in val.items()})
+        save(epoch + 1, 0)
+    final = {"step": step, "samples_per_step": per_step, **mlog.last}
+    if rank == 0:
+        out = run / "final"
+        engine.module.save_pretrained(out)
+        tok.save_pretrained(out)
+        write_model_card(out, cfg)
+    mlog.close()
+    return final
+
+
+def write_model_card(model_dir: Path, cfg: SFTConfig) -> None:
+    """conrec.json beside the weights: which SIDs and which prompt context the model was trained with."""
+    from cluster.atomic import write_json_atomic
+
+    sid_dir = Path(cfg.sid_dir) if cfg.sid_dir else Path(cfg.run_dir) / "sid"
+    write_json_atomic({"sid_dir": str(sid_dir.resolve()), "context": to_dict(cfg.context), "data": cfg.data},
+                      Path(model_dir) / "conrec.json")
+
+
+def validate(engine, sft: SFTData, cfg: SFTConfig) -> dict:
+    import torch
+
+    engine.eval()
+    out = {}
+    with torch.no_grad():
+        for task, items in sft.val.items():
+            if not items:
+                continue
+            tot = n = 0
+            for i in range(0, len(items), cfg.micro_batch):
+                ids, att, labels = sft.collate(items[i:i + cfg.micro_batch], engine.device)
+                loss = engine(input_ids=ids, attention_mask=att, labels=labels).loss
+                k = int((labels != -100).sum())
+                tot, n = tot + float(loss) * k, n + k
+            out[f"{task}_loss"] = tot / max(n, 1)
+    engine.train()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import yaml  # noqa: F401  (omegaconf needs it; fail early with a clear name)
+
+    p = argparse.ArgumentParser(prog="conrec sft", description="Context-understanding SFT on DeepSpeed ZeRO.")
+    p.add_argument("--config", help="YAML config (fields of trainer.sft.SFTConfig)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR's latest complete checkpoint")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. epochs=2 zero_stage=1 model.tiny.hidden_size=64")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    text = Path(a.config).read_text() if a.config else None
+    cfg = build(SFTConfig, text, a.overrides)
+    final = train(cfg, resume=a.resume)
+    print(json.dumps(final))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
