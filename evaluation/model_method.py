@@ -58,30 +58,29 @@ class ModelMethod(Method):
                              int(t["t_cut"].iat[r]), self.index.sid, self.context)
 
     def recommend(self, test_rows: np.ndarray, k: int) -> np.ndarray:
-        from rollout.constrained import beam_topk
+        from rollout.constrained import trie_beam_search
 
         out = np.full((len(test_rows), k), -1, dtype=np.int64)
         for s in range(0, len(test_rows), self.batch_size):
             rows = test_rows[s:s + self.batch_size]
-            codes = beam_topk(self.model, self.tok, [self.prompt(int(r)) for r in rows], self.index.trie, self.map,
-                              k, num_beams=k + self.extra_beams)
-            for b, (r, cs) in enumerate(zip(rows, codes)):
+            beams = trie_beam_search(self.model, self.tok, [self.prompt(int(r)) for r in rows], self.index.trie,
+                                     self.map, num_beams=k + self.extra_beams)
+            for b, (r, found) in enumerate(zip(rows, beams)):
                 seen = set(self.split.test["context_items"].iat[int(r)].tolist())
-                items = [i for i in (self.index.trie.item(c) for c in cs) if i is not None and i not in seen][:k]
-                out[s + b, :len(items)] = items
+                items = [i for i in (self.index.trie.item(c) for c, _ in found) if i is not None and i not in seen]
+                out[s + b, :len(items[:k])] = items[:k]
         return out
 
     def score_candidates(self, test_rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        from rollout.constrained import sequence_logprobs
+        from rollout.constrained import code_logprobs
 
-        prompts, targets = [], []
-        for r, cands in zip(test_rows, candidates):
-            p = self.prompt(int(r))
-            for c in cands:
-                prompts.append(p)
-                targets.append(self.index.sid(int(c)))
-        lp = sequence_logprobs(self.model, self.tok, prompts, targets)
-        return lp.reshape(candidates.shape)
+        out = np.empty(candidates.shape, dtype=np.float64)
+        for s in range(0, len(test_rows), self.batch_size):
+            rows = test_rows[s:s + self.batch_size]
+            codes = self.index.codes[candidates[s:s + self.batch_size]]
+            out[s:s + len(rows)] = code_logprobs(self.model, self.tok, [self.prompt(int(r)) for r in rows], codes,
+                                                 self.map)
+        return out
 
 
 def alignment_accuracy(model, tok, index, split: Split, max_questions: int = 500, seed: int = 0) -> dict:

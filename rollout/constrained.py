@@ -1,8 +1,13 @@
-"""SID-trie constrained decoding for Hugging Face `generate` (beam search or sampling).
+"""SID-trie constrained decoding.
 
-At every step the processor looks at what each row generated after its prompt, reads it as a SID
-prefix, and leaves only the tokens of the trie's next values open; after a full code only EOS is
-open. Every finished sequence is therefore a code of the catalogue.
+- `TrieLogitsProcessor` for Hugging Face `generate` (sampling or beam search): each step reads what a
+  row generated after its prompt as a SID prefix and leaves only the trie's next values open (after
+  a full code, only EOS), so every finished sequence is a catalogue code.
+- `trie_beam_search`: top-K codes for evaluation and serving, one prompt prefill + KV cache, beams
+  expanded only along the trie.
+- `code_logprobs` / `sequence_logprobs`: teacher-forced log-probabilities of given targets.
+
+SID targets follow the prompt directly (no space token), exactly as the SFT data encodes them.
 """
 
 from __future__ import annotations
@@ -78,32 +83,6 @@ class TrieLogitsProcessor:
 
 
 @torch.no_grad()
-def beam_topk(model, tokenizer, prompts: list[str], trie, token_map: SidTokenMap, k: int,
-              num_beams: int | None = None) -> list[list[tuple[int, ...]]]:
-    """Top codes per prompt by trie-constrained beam search (best first; only catalogue codes)."""
-    from transformers import LogitsProcessorList
-
-    num_beams = num_beams or k
-    tokenizer.padding_side = "left"
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-    proc = TrieLogitsProcessor(trie, token_map, enc.input_ids.shape[1])
-    out = model.generate(**enc, max_new_tokens=token_map.levels + 1, num_beams=num_beams,
-                         num_return_sequences=num_beams, do_sample=False, early_stopping=True,
-                         logits_processor=LogitsProcessorList([proc]), pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
-    gen = out[:, enc.input_ids.shape[1]:].tolist()
-    res = []
-    for p in range(len(prompts)):
-        codes = []
-        for row in gen[p * num_beams:(p + 1) * num_beams]:
-            c = token_map.decode(row)
-            if c is not None and c not in codes:
-                codes.append(c)
-        res.append(codes)
-    return res
-
-
-@torch.no_grad()
 def sequence_logprobs(model, tokenizer, prompts: list[str], targets: list[str], batch: int = 64) -> np.ndarray:
     """Sum of log p(target tokens | prompt) for each (prompt, target) pair (teacher forcing)."""
     out = np.zeros(len(prompts), dtype=np.float64)
@@ -112,7 +91,7 @@ def sequence_logprobs(model, tokenizer, prompts: list[str], targets: list[str], 
         rows, n_prompt = [], []
         for p, t in zip(ps, ts):
             pi = tokenizer(p, add_special_tokens=False)["input_ids"]
-            ti = tokenizer(" " + t, add_special_tokens=False)["input_ids"]
+            ti = tokenizer(t if t.startswith("<") else " " + t, add_special_tokens=False)["input_ids"]
             rows.append(pi + ti)
             n_prompt.append(len(pi))
         L = max(map(len, rows))
@@ -126,3 +105,72 @@ def sequence_logprobs(model, tokenizer, prompts: list[str], targets: list[str], 
         for r, x in enumerate(rows):
             out[s + r] = float(logp[r, n_prompt[r] - 1:len(x) - 1].sum())
     return out
+
+
+def _prefill(model, tokenizer, prompts: list[str]):
+    """Left-padded prompts through the model once: last-position log-probs, the KV cache, lengths."""
+    tokenizer.padding_side = "left"
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    att = enc.attention_mask
+    pos = (att.cumsum(-1) - 1).clamp(min=0)  # positions as in training, whatever the left padding
+    out = model(input_ids=enc.input_ids, attention_mask=att, position_ids=pos, use_cache=True, logits_to_keep=1)
+    return torch.log_softmax(out.logits[:, -1].float(), -1), out.past_key_values, att, att.sum(-1)
+
+
+@torch.no_grad()
+def trie_beam_search(model, tokenizer, prompts: list[str], trie, token_map: SidTokenMap, num_beams: int
+                     ) -> list[list[tuple[tuple[int, ...], float]]]:
+    """Beam search over the SID trie with one prompt prefill and a KV cache: per prompt, up to
+    `num_beams` catalogue codes with their summed log-probabilities, best first."""
+    B = len(prompts)
+    logp, past, att, lens = _prefill(model, tokenizer, prompts)
+    beams: list[list[tuple[tuple, float]]] = [[((), 0.0)] for _ in range(B)]
+    rows = torch.arange(B)  # cache row of every live beam, in order
+    for level in range(token_map.levels):
+        lp = logp.cpu().numpy()
+        new: list[list[tuple[tuple, float, int]]] = []
+        r = 0
+        for b in range(B):
+            cand = []
+            for prefix, score in beams[b]:
+                vals = trie.next_values(prefix)
+                if len(vals):
+                    s = score + lp[r, token_map.ids[level][vals]]
+                    cand += [(prefix + (int(v),), float(x), r) for v, x in zip(vals, s)]
+                r += 1
+            cand.sort(key=lambda c: -c[1])
+            new.append(cand[:num_beams])
+        beams = [[(p, s) for p, s, _ in c] for c in new]
+        if level == token_map.levels - 1:
+            break
+        src = torch.tensor([row for c in new for _, _, row in c], dtype=torch.long)
+        past.reorder_cache(src.to(model.device))  # keep (and copy) the cache rows the new beams extend
+        owner = rows.new_tensor([b for b, c in enumerate(new) for _ in c])
+        tok = torch.tensor([[int(token_map.ids[level][p[-1]])] for c in new for p, _, _ in c], device=model.device)
+        att = torch.cat([att[src.to(att.device)], torch.ones(len(src), 1, dtype=att.dtype, device=att.device)], 1)
+        pos = (lens[owner.to(lens.device)] + level).unsqueeze(1)
+        out = model(input_ids=tok, attention_mask=att, position_ids=pos, past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        logp = torch.log_softmax(out.logits[:, -1].float(), -1)
+        rows = owner
+    return beams
+
+
+@torch.no_grad()
+def code_logprobs(model, tokenizer, prompts: list[str], codes: np.ndarray, token_map: SidTokenMap) -> np.ndarray:
+    """log p(code | prompt) for every prompt × each of its C codes ([B, C, L] → [B, C]); one prefill per
+    prompt, the C codes scored together on the repeated cache."""
+    B, C, L = codes.shape
+    logp0, past, att, lens = _prefill(model, tokenizer, prompts)
+    tok = torch.tensor(np.stack([token_map.ids[lvl][codes[..., lvl]] for lvl in range(L)], -1), dtype=torch.long)
+    first = logp0.cpu().gather(1, tok[:, :, 0])  # [B, C]
+    if L == 1:
+        return first.numpy()
+    past.batch_repeat_interleave(C)
+    att = torch.cat([att.repeat_interleave(C, 0), torch.ones(B * C, L - 1, dtype=att.dtype, device=att.device)], 1)
+    pos = lens.repeat_interleave(C).unsqueeze(1) + torch.arange(L - 1, device=lens.device)
+    inp = tok[:, :, :-1].reshape(B * C, L - 1).to(model.device)
+    out = model(input_ids=inp, attention_mask=att, position_ids=pos, past_key_values=past, use_cache=True)
+    lp = torch.log_softmax(out.logits.float(), -1).cpu()
+    rest = lp.gather(2, tok[:, :, 1:].reshape(B * C, L - 1, 1))[..., 0].sum(1).reshape(B, C)
+    return (first + rest).numpy()

@@ -55,12 +55,14 @@ def test_resume_continues_the_run(tmp_path, sid_dir):
     assert (ck / "step_000006" / "manifest.json").exists() and (ck / "step_000006" / "hf" / "conrec.json").exists()
 
 
-def test_constrained_generation_only_emits_catalogue_codes(tmp_path, sid_dir):
-    """Property: whatever the (random, barely trained) model prefers, beams are catalogue codes."""
+def test_constrained_decoding_only_emits_catalogue_codes(tmp_path, sid_dir):
+    """Property: whatever the (scrambled) model prefers, beams and samples are catalogue codes, and the
+    beam scores are the teacher-forced log-probabilities of their codes."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
 
-    from rollout.constrained import SidTokenMap, beam_topk
+    from rollout.constrained import (SidTokenMap, TrieLogitsProcessor, code_logprobs, sequence_logprobs,
+                                     trie_beam_search)
     from sid.index import SidIndex
 
     sft(tmp_path / "c", sid_dir, "max_steps=1")
@@ -76,9 +78,24 @@ def test_constrained_generation_only_emits_catalogue_codes(tmp_path, sid_dir):
             model.lm_head.weight.add_(torch.randn_like(model.lm_head.weight))
         prompts = ["user disliked: " + " ".join(index.sid(int(i)) for i in rng.integers(0, 80, 3)) + " next dislike:",
                    "title: anything item:"]
-        for codes in beam_topk(model, tok, prompts, index.trie, tmap, k=10, num_beams=12):
-            assert codes and all(c in catalogue for c in codes)
-            assert len(set(codes)) == len(codes)
+        beams = trie_beam_search(model, tok, prompts, index.trie, tmap, num_beams=12)
+        for found in beams:
+            codes = [c for c, _ in found]
+            assert len(codes) == 12 and all(c in catalogue for c in codes) and len(set(codes)) == 12
+            assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
+        codes = np.array([[c for c, _ in found[:4]] for found in beams])
+        lp = code_logprobs(model, tok, prompts, codes, tmap)
+        np.testing.assert_allclose(lp, [[s for _, s in found[:4]] for found in beams], atol=1e-4)
+        seq = sequence_logprobs(model, tok, [p for p in prompts for _ in range(4)],
+                                [index.sid(index.trie.item(c)) for row in codes for c in row]).reshape(2, 4)
+        np.testing.assert_allclose(lp, seq, atol=1e-4)
+        # sampling through HF generate with the processor
+        enc = tok(prompts[:1] * 16, return_tensors="pt", add_special_tokens=False)
+        proc = TrieLogitsProcessor(index.trie, tmap, enc.input_ids.shape[1])
+        out = model.generate(**enc, do_sample=True, max_new_tokens=tmap.levels + 1, temperature=2.0,
+                             logits_processor=LogitsProcessorList([proc]), pad_token_id=tok.pad_token_id)
+        for row in out[:, enc.input_ids.shape[1]:].tolist():
+            assert tmap.decode(row) in catalogue
 
 
 def test_eval_model_writes_metrics(tmp_path, sid_dir):

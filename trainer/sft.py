@@ -83,7 +83,9 @@ class SFTData:
 
     def _encode(self, prompt: str, target: str, max_len: int):
         p = self.tok(prompt, add_special_tokens=False)["input_ids"]
-        t = self.tok(" " + target, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
+        # SID targets follow the prompt directly (as constrained decoding emits them); words after a space
+        t = self.tok(target if target.startswith("<") else " " + target, add_special_tokens=False)["input_ids"]
+        t = t + [self.tok.eos_token_id]
         if len(t) >= max_len:
             return None
         p = p[-(max_len - len(t)):]  # keep the end of the prompt (the newest context)
