@@ -155,8 +155,8 @@ class RewardScorer:
         return {"score": total.astype(np.float32), "terms": terms, "metrics": metrics}
 
     def _ground_truth(self, sid: int) -> dict:
-        s = self.index.sid
         """What a plug-in receives as `ground_truth`: SID strings of the example's sets."""
+        s = self.index.sid
         return {"gts": [s(i) for i in self.gt.gts(sid)], "fps": [s(i) for i in self.gt.fps(sid)],
                 "next_negative": s(int(self.gt.next_negative[sid]))}
 
