@@ -47,7 +47,14 @@ secs = eng.update_weights(list(model.state_dict().items()))
 greedy = eng.generate(prompts[:4], SamplingConfig(n=1, temperature=0.0, max_tokens=4))
 from rollout.constrained import trie_beam_search
 hf = trie_beam_search(model.eval(), tok, prompts[:4], index.trie, tmap, num_beams=1)
-print(json.dumps({"n": len(codes), "valid": valid, "lp_ok": lp_ok, "sync_s": secs,
+from rollout.hf_engine import HFEngine
+model.save_pretrained(work + "/m2"); tok.save_pretrained(work + "/m2")
+hfe = HFEngine(work + "/m2", work + "/sid")
+hg = hfe.generate(prompts[:4], SamplingConfig(n=4, temperature=1.5, max_tokens=4))
+hf_valid = sum(tmap.decode(c.token_ids) in catalogue for g in hg for c in g)
+hf_greedy_engine = [list(tmap.decode(g[0].token_ids)) for g in hfe.generate(prompts[:4], SamplingConfig(n=1, temperature=0.0))]
+print(json.dumps({"n": len(codes), "valid": valid, "lp_ok": lp_ok, "sync_s": secs, "hf_valid": hf_valid,
+                  "hf_engine_greedy": hf_greedy_engine,
                   "vllm_greedy": [list(tmap.decode(g[0].token_ids)) for g in greedy],
                   "hf_greedy": [list(b[0][0]) for b in hf]}))
 """
@@ -61,3 +68,4 @@ def test_vllm_trie_sampling_and_weight_sync(tmp_path):
     assert r["n"] == 64 and r["valid"] == 64  # every sampled completion is a catalogue code
     assert r["lp_ok"]
     assert r["vllm_greedy"] == r["hf_greedy"]  # the pushed weights are the ones vLLM runs
+    assert r["hf_valid"] == 16 and r["hf_engine_greedy"] == r["hf_greedy"]  # the HF engine, same interface
