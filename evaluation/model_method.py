@@ -85,22 +85,27 @@ class ModelMethod(Method):
 
 def alignment_accuracy(model, tok, index, split: Split, max_questions: int = 500, seed: int = 0) -> dict:
     """Held-out 4-choice questions from the evaluation window: a future negative of a test user vs three
-    of that user's positives; the model's answer is the letter with the highest log-probability."""
-    from rollout.constrained import sequence_logprobs
+    of that user's positives; the model's answer is the option whose SID it finds most likely."""
+    from rollout.constrained import SidTokenMap, code_logprobs
 
     rng = np.random.default_rng(seed)
-    qs = []
+    prompts, codes, truth = [], [], []
     for r in range(len(split.test)):
         t = split.test.iloc[r]
         pos = np.union1d(t["context_pos"], t["future_pos"])
         if len(pos) < 3 or len(t["future_neg"]) == 0:
             continue
-        qs.append(alignment_question(int(rng.choice(t["future_neg"])), rng.choice(pos, 3, replace=False),
-                                     index.sid, rng))
-    qs = qs[:max_questions]
-    if not qs:
+        neg = int(rng.choice(t["future_neg"]))
+        prompt, answer, shown = alignment_question(neg, rng.choice(pos, 3, replace=False), index.sid, rng)
+        prompts.append(prompt)
+        codes.append([index.codes[index.parse(s)] for s in shown])
+        truth.append(shown.index(answer))
+        if len(prompts) == max_questions:
+            break
+    if not prompts:
         return {"alignment_acc": float("nan"), "n_alignment_questions": 0}
-    prompts = [q for q, _ in qs for _ in "abcd"]
-    lp = sequence_logprobs(model, tok, prompts, list("abcd") * len(qs)).reshape(len(qs), 4)
-    pred = np.array(list("abcd"))[lp.argmax(1)]
-    return {"alignment_acc": float(np.mean(pred == np.array([a for _, a in qs]))), "n_alignment_questions": len(qs)}
+    tmap = SidTokenMap(tok, index.level_sizes)
+    codes = np.asarray(codes)
+    lp = np.concatenate([code_logprobs(model, tok, prompts[s:s + 32], codes[s:s + 32], tmap)
+                         for s in range(0, len(prompts), 32)])
+    return {"alignment_acc": float(np.mean(lp.argmax(1) == np.asarray(truth))), "n_alignment_questions": len(prompts)}

@@ -73,15 +73,19 @@ def title2sid(items, sid, **_) -> Iterator[tuple[str, str]]:
         yield f"title: {title} item:", sid(i)
 
 
-def alignment_question(neg: int, distractors: np.ndarray, sid, rng) -> tuple[str, str]:
-    """The 4-way question of the paper: which of these did the user mark not interested?"""
-    options = np.r_[neg, distractors[:3]]
+def alignment_question(neg: int, distractors: np.ndarray, sid, rng) -> tuple[str, str, list[str]]:
+    """The 4-way question of the paper: which of these did the user mark not interested?
+
+    Returns (prompt, answer, options). The answer is the disliked item's SID rather than a letter:
+    the model then points at an item it can read, which a small model learns far sooner than a
+    letter-position mapping, and the accuracy is measured by ranking the four options' SIDs.
+    """
+    options = [sid(int(i)) for i in np.r_[neg, distractors[:3]]]
     order = rng.permutation(4)
-    letters = "abcd"
-    body = " ".join(f"{letters[k]} {sid(int(options[o]))}" for k, o in enumerate(order))
-    answer = letters[int(np.flatnonzero(order == 0)[0])]
-    return (f"the user did mark one not interested and bought the other three which one options {body} answer:",
-            answer)
+    shown = [options[o] for o in order]
+    prompt = ("the user did mark one not interested and bought the other three which one options "
+              + " ".join(shown) + " answer:")
+    return prompt, options[0], shown
 
 
 @register_task("alignment")
@@ -94,7 +98,8 @@ def alignment(train, sid, seed: int = 0, max_per_user: int = 20, **_) -> Iterato
         if len(negs) == 0 or len(pos) < 3:
             continue
         for n in rng.permutation(negs)[:max_per_user]:
-            yield alignment_question(int(n), rng.choice(pos, 3, replace=False), sid, rng)
+            prompt, answer, _ = alignment_question(int(n), rng.choice(pos, 3, replace=False), sid, rng)
+            yield prompt, answer
 
 
 @register_task("warmup")

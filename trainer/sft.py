@@ -324,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = build(SFTConfig, text, a.overrides)
     final = train(cfg, resume=a.resume)
     print(json.dumps(final))
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
     return 0
 
 
