@@ -1,0 +1,62 @@
+"""GRPO algorithm pieces (verl's) against hand-computed values."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from trainer.grpo_algo import AlgoConfig, advantages, allowed_mask, constrained_logprobs, policy_objective
+
+
+def test_group_advantages():
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0], [1, 1, 1], [1, 1, 1], [1, 1, 1]])
+    adv = advantages(np.array([1.0, 0, 0, 1, 2.0, 4.0]), mask, ["p"] * 4 + ["q"] * 2, AlgoConfig())
+    # group p: rewards [1,0,0,1], mean 0.5, unbiased std 0.5774 → ±0.866; group q: [2,4] → ∓0.7071
+    np.testing.assert_allclose(adv[:4, 0], [0.866, -0.866, -0.866, 0.866], atol=1e-3)
+    np.testing.assert_allclose(adv[4:, 0], [-0.7071, 0.7071], atol=1e-3)
+    assert (adv[0, 2] == 0) and (adv[2, 1:] == 0).all()  # padding carries no advantage
+    assert torch.allclose(adv[1], adv[1, :1].expand(3))  # same advantage on every token of a rollout
+
+
+def test_policy_objective_by_hand():
+    old = torch.tensor([[-1.0, -2.0]])
+    new = torch.tensor([[-0.5, -2.5]])
+    ref = torch.tensor([[-1.0, -2.0]])
+    adv = torch.tensor([[1.0, 1.0]])
+    mask = torch.ones(1, 2)
+    cfg = AlgoConfig(clip_ratio=0.2, kl_coef=0.1)
+    loss, m = policy_objective(new, old, ref, adv, mask, cfg)
+    r = [math.exp(0.5), math.exp(-0.5)]  # ratios 1.6487 (clipped to 1.2) and 0.6065
+    pg = np.mean([max(-r[0], -1.2), max(-r[1], -0.8)])  # -1.2 and -0.6065
+    kl = np.mean([math.exp(d) - d - 1 for d in (-0.5, 0.5)])  # low_var_kl with d = ref − new
+    assert m["actor/pg_loss"] == pytest.approx(pg, rel=1e-5)
+    assert m["actor/kl"] == pytest.approx(kl, rel=1e-4)
+    assert float(loss) == pytest.approx(pg + 0.1 * kl, rel=1e-5)
+    assert m["actor/pg_clipfrac"] == pytest.approx(0.5)
+
+
+def test_constrained_logprobs_by_hand():
+    logits = torch.tensor([[[1.0, 2.0, 3.0, 0.0]]])
+    allowed = torch.tensor([[[True, False, True, False]]])
+    lp, ent = constrained_logprobs(logits, torch.tensor([[2]]), allowed, temperature=2.0)
+    # softmax over {0.5, 1.5}: p(2) = e^1.5 / (e^0.5 + e^1.5)
+    p2 = math.exp(1.5) / (math.exp(0.5) + math.exp(1.5))
+    assert float(lp) == pytest.approx(math.log(p2), rel=1e-6)
+    assert float(ent) == pytest.approx(-(p2 * math.log(p2) + (1 - p2) * math.log(1 - p2)), rel=1e-5)
+
+
+def test_allowed_mask_follows_the_trie():
+    from sid.vocab import SidTrie
+
+    class Map:  # tokens: <a_v> = 10 + v, <b_v> = 20 + v, eos = 1
+        levels, eos = 2, 1
+        ids = [np.array([10, 11]), np.array([20, 21, 22])]
+        value_of = {10: (0, 0), 11: (0, 1), 20: (1, 0), 21: (1, 1), 22: (1, 2)}
+
+    trie = SidTrie(np.array([[0, 0], [0, 2], [1, 1]]))
+    m = allowed_mask([[11, 21, 1], [10, 22, 1]], trie, Map(), 30, 3)
+    assert torch.nonzero(m[0, 0]).flatten().tolist() == [10, 11]
+    assert torch.nonzero(m[0, 1]).flatten().tolist() == [21]  # under <a_1> only <b_1>
+    assert torch.nonzero(m[1, 1]).flatten().tolist() == [20, 22]
+    assert torch.nonzero(m[1, 2]).flatten().tolist() == [1]  # a full code: EOS only

@@ -1,0 +1,110 @@
+"""GRPO's algorithm pieces, taken from verl's core algorithms and chosen by config.
+
+- advantages: verl's registered estimators (default `grpo`: A_i = (r_i − mean_group) / (std_group + ε));
+- policy loss: verl's registered losses (default `vanilla`: PPO-clip with dual clip);
+- KL to the frozen reference: verl's estimators (default `low_var_kl`), aggregated like the loss;
+- constrained log-probs: the learner scores each sampled SID token under the same distribution the
+  rollout engine sampled from — logits / temperature, masked to the trie's continuations — or the
+  importance ratio would compare different distributions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class AlgoConfig:
+    adv_estimator: str = "grpo"
+    """Any advantage estimator registered in verl (grpo, rloo, …)."""
+    norm_adv_by_std: bool = True
+    """GRPO: divide by the group std (False gives Dr.GRPO-style mean-centering)."""
+    policy_loss: str = "vanilla"
+    """Any policy loss registered in verl (vanilla = PPO-clip with dual clip, gspo, clip_cov, …)."""
+    clip_ratio: float = 0.2
+    clip_ratio_low: float | None = None
+    clip_ratio_high: float | None = None
+    clip_ratio_c: float = 3.0
+    loss_agg_mode: str = "token-mean"
+    kl_estimator: str = "low_var_kl"
+    """verl's KL estimator names: kl (k1), abs, mse (k2), low_var_kl (k3), full."""
+    kl_coef: float = 0.04
+    """β; the curriculum may set it per stage."""
+
+
+def advantages(rewards: np.ndarray, response_mask: torch.Tensor, group_ids, cfg: AlgoConfig) -> torch.Tensor:
+    """Token-level advantages [N, T] from sequence rewards [N] and the rollouts' group ids."""
+    from verl.trainer.ppo.core_algos import get_adv_estimator_fn
+
+    token_rewards = torch.zeros_like(response_mask, dtype=torch.float32)
+    last = (response_mask.cumsum(-1) == response_mask.sum(-1, keepdim=True)) & (response_mask > 0)
+    token_rewards[last] = torch.as_tensor(np.asarray(rewards, dtype=np.float32))[last.any(-1)]
+    fn = get_adv_estimator_fn(cfg.adv_estimator)
+    kw = {"norm_adv_by_std_in_grpo": cfg.norm_adv_by_std} if cfg.adv_estimator == "grpo" else {}
+    adv, _ = fn(token_level_rewards=token_rewards, response_mask=response_mask.float(),
+                index=np.asarray(group_ids), **kw)
+    return adv
+
+
+def _verl_actor_config(cfg: AlgoConfig, dp_size: int):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"clip_ratio": cfg.clip_ratio, "clip_ratio_low": cfg.clip_ratio_low,
+                             "clip_ratio_high": cfg.clip_ratio_high, "clip_ratio_c": cfg.clip_ratio_c,
+                             "loss_agg_mode": cfg.loss_agg_mode, "global_batch_info": {"dp_size": dp_size}})
+
+
+def policy_objective(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None, adv: torch.Tensor,
+                     mask: torch.Tensor, cfg: AlgoConfig, kl_coef: float | None = None, dp_size: int = 1
+                     ) -> tuple[torch.Tensor, dict]:
+    """Policy loss + β · KL(π ‖ π_ref), both aggregated over the response tokens; and their metrics."""
+    from verl.trainer.ppo.core_algos import agg_loss, get_policy_loss_fn, kl_penalty
+
+    mask = mask.float()
+    pg_loss, m = get_policy_loss_fn(cfg.policy_loss)(old_logp, logp, adv, mask, cfg.loss_agg_mode,
+                                                     _verl_actor_config(cfg, dp_size))
+    metrics = {k: float(v) for k, v in m.items()}
+    metrics["actor/pg_loss"] = float(pg_loss.detach())
+    beta = cfg.kl_coef if kl_coef is None else kl_coef
+    loss = pg_loss
+    if ref_logp is not None and beta > 0:
+        kl = kl_penalty(logp, ref_logp, cfg.kl_estimator)
+        kl_loss = agg_loss(kl, mask, cfg.loss_agg_mode, dp_size=dp_size)
+        loss = loss + beta * kl_loss
+        metrics["actor/kl"] = float(kl_loss.detach())
+    metrics["actor/loss"] = float(loss.detach())
+    return loss, metrics
+
+
+def constrained_logprobs(logits: torch.Tensor, targets: torch.Tensor, allowed: torch.Tensor,
+                         temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs of `targets` [N, T] under softmax(logits / temperature) restricted to `allowed` [N, T, V]
+    (bool); and the entropy of that distribution per token."""
+    z = (logits.float() / max(temperature, 1e-6)).masked_fill(~allowed, float("-inf"))
+    logp_all = torch.log_softmax(z, -1)
+    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    p = logp_all.exp()
+    ent = -(p * logp_all.masked_fill(~allowed, 0.0)).sum(-1)
+    return logp, ent
+
+
+def allowed_mask(completions: list[list[int]], trie, token_map, vocab_size: int, length: int) -> torch.Tensor:
+    """[N, length, V] bool: at each generated position, the tokens the trie allowed the sampler."""
+    out = torch.zeros(len(completions), length, vocab_size, dtype=torch.bool)
+    for n, toks in enumerate(completions):
+        prefix: list[int] = []
+        for j in range(min(length, len(toks))):
+            if len(prefix) >= token_map.levels:
+                out[n, j, token_map.eos] = True
+            else:
+                vals = trie.next_values(tuple(prefix))
+                ids = token_map.ids[len(prefix)][vals] if len(vals) else [token_map.eos]
+                out[n, j, torch.as_tensor(np.asarray(ids))] = True
+            lv = token_map.value_of.get(int(toks[j]))
+            if lv is None:
+                break
+            prefix.append(lv[1])
+    return out
