@@ -12,6 +12,7 @@ def main(argv: list[str] | None = None) -> int:
         "doctor": ("cluster.doctor", "check that Ray, vLLM, DeepSpeed and verl really run here"),
         "data": ("feedback.cli", "feedback logs: stats, split, coverage study"),
         "sid": ("sid.build", "semantic IDs: encode items, train the RQ-VAE, write codes and trie"),
+        "run": ("cluster.run", "the whole pipeline: SIDs → SFT → progressive GRPO on Ray → evaluation → report"),
         "sft": ("trainer.sft", "context-understanding SFT (translation, alignment, warm-up) on DeepSpeed"),
         "eval": ("evaluation.cli", "evaluate a method (pop, swing, random) under the protocol"),
     }
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     mod = importlib.import_module(commands[argv[0]][0])
     try:
         return int(mod.main(argv[1:]) or 0)
-    except (ValueError, FileNotFoundError) as e:  # bad input/config: the message says where and how to fix
+    except (ValueError, FileNotFoundError, FileExistsError) as e:  # bad input/config: the message says where and how to fix
         if os.environ.get("CONREC_DEBUG"):
             raise
         print(f"conrec {argv[0]}: error: {e}", file=sys.stderr)

@@ -49,30 +49,35 @@ def advantages(rewards: np.ndarray, response_mask: torch.Tensor, group_ids, cfg:
     return adv
 
 
-def _verl_actor_config(cfg: AlgoConfig, dp_size: int):
+def _verl_actor_config(cfg: AlgoConfig, batch_info: dict):
     from omegaconf import OmegaConf
 
     return OmegaConf.create({"clip_ratio": cfg.clip_ratio, "clip_ratio_low": cfg.clip_ratio_low,
                              "clip_ratio_high": cfg.clip_ratio_high, "clip_ratio_c": cfg.clip_ratio_c,
-                             "loss_agg_mode": cfg.loss_agg_mode, "global_batch_info": {"dp_size": dp_size}})
+                             "loss_agg_mode": cfg.loss_agg_mode, "global_batch_info": batch_info})
 
 
 def policy_objective(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None, adv: torch.Tensor,
-                     mask: torch.Tensor, cfg: AlgoConfig, kl_coef: float | None = None, dp_size: int = 1
+                     mask: torch.Tensor, cfg: AlgoConfig, kl_coef: float | None = None, batch_info: dict | None = None
                      ) -> tuple[torch.Tensor, dict]:
-    """Policy loss + β · KL(π ‖ π_ref), both aggregated over the response tokens; and their metrics."""
+    """Policy loss + β · KL(π ‖ π_ref), both aggregated over the response tokens; and their metrics.
+
+    `batch_info` is verl's global-batch description for data parallelism: {"dp_size", "batch_num_tokens",
+    "global_batch_size"} summed over all ranks, so the ranks' averaged gradients equal the global mean.
+    """
     from verl.trainer.ppo.core_algos import agg_loss, get_policy_loss_fn, kl_penalty
 
     mask = mask.float()
+    batch_info = batch_info or {}
     pg_loss, m = get_policy_loss_fn(cfg.policy_loss)(old_logp, logp, adv, mask, cfg.loss_agg_mode,
-                                                     _verl_actor_config(cfg, dp_size))
+                                                     _verl_actor_config(cfg, batch_info))
     metrics = {k: float(v) for k, v in m.items()}
     metrics["actor/pg_loss"] = float(pg_loss.detach())
     beta = cfg.kl_coef if kl_coef is None else kl_coef
     loss = pg_loss
     if ref_logp is not None and beta > 0:
         kl = kl_penalty(logp, ref_logp, cfg.kl_estimator)
-        kl_loss = agg_loss(kl, mask, cfg.loss_agg_mode, dp_size=dp_size)
+        kl_loss = agg_loss(kl, mask, cfg.loss_agg_mode, **batch_info)
         loss = loss + beta * kl_loss
         metrics["actor/kl"] = float(kl_loss.detach())
     metrics["actor/loss"] = float(loss.detach())

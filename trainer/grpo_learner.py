@@ -102,18 +102,27 @@ class GRPOLearner:
         adv = advantages(b.rewards, rmask, b.group_ids, self.cfg.algo)
         metrics: dict[str, float] = {}
         n = len(b.prompts)
+        if n == 0:
+            raise ValueError(f"learner rank {self.rank}: empty batch shard (give every rank at least one prompt)")
+        # every rank must take the same number of optimizer steps (their gradients meet in all-reduce)
+        n_micro = self._all_reduce([-(-n // self.cfg.micro_batch)], "max")[0]
         self.engine.train()
-        for s in range(0, n, self.cfg.micro_batch):
-            sl = slice(s, s + self.cfg.micro_batch)
+        for chunk in np.array_split(np.arange(n), int(n_micro)):
+            if len(chunk) == 0:
+                chunk = np.arange(1)  # a rank with fewer rows repeats one so the collectives line up
+            sl = slice(int(chunk[0]), int(chunk[-1]) + 1)
+            t_lp = time.perf_counter()
             with torch.no_grad():
                 old, _ = self._logprobs(self.engine.module, ids[sl], att[sl], resp[sl], pos[sl], allowed[sl],
                                         b.temperature)
                 ref = (self._logprobs(self.ref, ids[sl], att[sl], resp[sl], pos[sl], allowed[sl], b.temperature)[0]
                        if self.ref is not None else None)
+            metrics["timing/logprob"] = metrics.get("timing/logprob", 0.0) + time.perf_counter() - t_lp
             logp, ent = self._logprobs(self.engine, ids[sl], att[sl], resp[sl], pos[sl], allowed[sl], b.temperature)
             mask = rmask[sl].to(logp.device)
-            loss, m = policy_objective(logp, old, ref, adv[sl].to(logp.device), mask, self.cfg.algo, kl_coef,
-                                       self.world)
+            tokens, seqs = self._all_reduce([float(mask.sum()), float((mask.sum(-1) > 0).sum())], "sum")
+            info = {"dp_size": self.world, "batch_num_tokens": tokens, "global_batch_size": seqs}
+            loss, m = policy_objective(logp, old, ref, adv[sl].to(logp.device), mask, self.cfg.algo, kl_coef, info)
             self.engine.backward(loss)
             self.engine.step()
             m["actor/entropy"] = float((ent * mask).sum() / mask.sum().clamp(min=1))
@@ -123,10 +132,19 @@ class GRPOLearner:
                     eng[r, :len(lps)] = torch.tensor(lps[:eng.shape[1]])
                 m["rollout/logprob_abs_diff"] = float(((eng - old).abs() * mask).sum() / mask.sum().clamp(min=1))
             for k, v in m.items():
-                metrics[k] = metrics.get(k, 0.0) + v * len(b.prompts[sl]) / n
+                metrics[k] = metrics.get(k, 0.0) + v / n_micro
         self.step += 1
         metrics["timing/update"] = time.perf_counter() - t0
         return metrics
+
+    def _all_reduce(self, values: list[float], op: str) -> list[float]:
+        import torch.distributed as dist
+
+        if self.world == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+        return t.tolist()
 
     def named_weights(self) -> list[tuple[str, torch.Tensor]]:
         """The policy's weights as (name, CPU tensor) pairs for the rollout engines (ZeRO-3: gathered)."""

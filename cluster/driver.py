@@ -1,0 +1,185 @@
+"""The GRPO driver: it reads as the RL dataflow.
+
+    for each curriculum stage, for each step:
+        prompts   ← training examples (context built as the stage says)
+        rollouts  ← rollout actors, G trie-constrained samples per prompt
+        rewards   ← reward server
+        update    ← learner ranks (old/ref log-probs, advantages, loss, optimizer step)
+        sync      ← learner rank 0's weights → every rollout actor
+        log
+    after each stage: validation FHR@K → accept / retry with a new β / keep the previous weights
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import ray
+
+from cluster.run_config import RunConfig
+from rollout.engine import SamplingConfig
+from trainer.curriculum import get_curriculum
+from trainer.grpo_learner import RolloutBatch
+from trainer.prompts import ContextConfig, build_context
+
+log = logging.getLogger(__name__)
+
+
+class Driver:
+    def __init__(self, cfg: RunConfig, examples, gt, index, model_dir: str, sid_dir: str, val_split, mlog):
+        from cluster.learner_actor import LearnerActor, free_port_on_node
+        from cluster.rollout_actor import RolloutActor
+        from reward.server import RewardServer
+
+        self.cfg, self.ex, self.index, self.val_split, self.mlog = cfg, examples, index, val_split, mlog
+        self.sid_dir = sid_dir
+        from transformers import AutoTokenizer
+
+        from reward.scorer import token_to_code_table
+
+        from rollout.constrained import SidTokenMap
+
+        t = cfg.topology
+        if cfg.grpo.prompts_per_step < t.learner_ranks:
+            raise ValueError(f"grpo.prompts_per_step={cfg.grpo.prompts_per_step} < topology.learner_ranks="
+                             f"{t.learner_ranks}: every learner rank needs at least one prompt group per step")
+        tok = AutoTokenizer.from_pretrained(model_dir)
+        self.tmap = SidTokenMap(tok, index.level_sizes)
+        table = token_to_code_table(tok, index.level_sizes)
+        self.reward = RewardServer(cfg.grpo.reward, gt, index, table, num_cpus_per_worker=t.cpus_per_actor)
+        self.rollouts = [RolloutActor.options(num_cpus=t.cpus_per_actor, num_gpus=t.gpus_per_rollout).remote(
+            t.rollout_engine, model_dir, sid_dir, cfg.seed + i) for i in range(t.rollout_actors)]
+        addr, port = ray.get(ray.remote(num_cpus=0)(free_port_on_node).remote())
+        self.learners = [LearnerActor.options(num_cpus=t.cpus_per_actor, num_gpus=t.gpus_per_learner).remote(
+            r, t.learner_ranks, addr, port) for r in range(t.learner_ranks)]
+        ray.get([a.setup.remote(model_dir, sid_dir, cfg.grpo.learner) for a in self.learners])
+        ray.get([r.ready.remote() for r in self.rollouts])
+        self.rng = np.random.default_rng(cfg.seed)
+        self.step = 0
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, ctx: ContextConfig, kl_coef: float) -> dict:
+        g = self.cfg.grpo
+        timing = {}
+        ids = self.rng.choice(len(self.ex), min(g.prompts_per_step, len(self.ex)), replace=False)
+        prompts = [build_context(self.ex.ctx_items.iat[i], self.ex.ctx_fb.iat[i], self.ex.ctx_ts.iat[i],
+                                 int(self.ex.t_cut.iat[i]), self.index.sid, ctx) for i in ids]
+
+        t0 = time.perf_counter()
+        shards = np.array_split(np.arange(len(prompts)), len(self.rollouts))
+        sampling = SamplingConfig(**{**vars(g.sampling), "seed": g.sampling.seed + self.step})
+        parts = ray.get([r.generate.remote([prompts[i] for i in s], sampling)
+                         for r, s in zip(self.rollouts, shards) if len(s)])
+        groups = [grp for part in parts for grp in part]
+        timing["timing/generate"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        comps = [c for grp in groups for c in grp]
+        sample_ids = np.repeat(ids, g.sampling.n)
+        rew = self.reward.score(sample_ids, [c.token_ids for c in comps])
+        timing["timing/reward"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        n_rank = len(self.learners)
+        order = np.arange(len(prompts))
+        rank_prompts = np.array_split(order, n_rank)  # whole groups stay on one rank
+        refs = []
+        for a, ps in zip(self.learners, rank_prompts):
+            rows = np.concatenate([np.arange(p * g.sampling.n, (p + 1) * g.sampling.n) for p in ps]) if len(ps) \
+                else np.empty(0, int)
+            batch = RolloutBatch([prompts[r // g.sampling.n] for r in rows], [comps[r].token_ids for r in rows],
+                                 rew["score"][rows], list(sample_ids[rows]), [comps[r].logprobs for r in rows],
+                                 g.sampling.temperature)
+            refs.append(a.update.remote(batch, kl_coef))
+        upd = ray.get(refs)
+        timing["timing/update"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        timing["timing/weight_sync"] = self.sync()
+        timing["timing/weight_sync_total"] = time.perf_counter() - t0
+        every = g.verify_sync_every
+        if every and (self.step + 1) % every == 0:
+            timing["sync/verified"] = float(self.verify_sync(prompts[:4]))
+
+        m = {k: float(np.mean([u[k] for u in upd if k in u])) for k in upd[0]}
+        m.update({k: v for k, v in rew["metrics"].items() if not k.startswith("timing/")})
+        score = rew["score"].reshape(-1, g.sampling.n)
+        m["reward/group_std"] = float(score.std(1).mean())
+        m.update(timing)
+        self.step += 1
+        return m
+
+    def verify_sync(self, prompts: list[str]) -> bool:
+        """Each rollout engine's greedy codes must equal the learner's: same weights, same constraint."""
+        want = ray.get(self.learners[0].greedy_codes.remote(prompts))
+        greedy = SamplingConfig(n=1, temperature=0.0, max_tokens=self.cfg.grpo.sampling.max_tokens)
+        for i, r in enumerate(self.rollouts):
+            got = [self.tmap.decode(g[0].token_ids) for g in ray.get(r.generate.remote(prompts, greedy))]
+            if got != [tuple(w) for w in want]:
+                raise RuntimeError(f"weight sync check failed: rollout actor {i} decodes {got}, learner {want}")
+        return True
+
+    def sync(self) -> float:
+        weights = ray.get(self.learners[0].named_weights.remote())
+        ref = ray.put(weights)
+        return float(max(ray.get([r.update_weights.remote(ref) for r in self.rollouts])))
+
+    # ------------------------------------------------------------------ the curriculum
+    def run(self, validate) -> list[dict]:
+        """Run every stage; `validate(save_dir) -> float` scores the current policy. Returns stage records."""
+        cur = get_curriculum(self.cfg.curriculum)
+        run = Path(self.cfg.run_dir) / "grpo"
+        best = validate(self.save(run / "stage_start"))
+        best_dir = run / "stage_start"
+        records = [{"stage": "start", "val": best, "accepted": True}]
+        log.info("validation before GRPO: %.4f", best)
+        for stage in cur.stages():
+            attempt = 0
+            while True:
+                ctx = ContextConfig(mode=stage.context_mode, max_items=self.cfg.grpo.max_context_items)
+                for _ in range(stage.steps):
+                    m = self.train_step(ctx, stage.kl_coef)
+                    m["curriculum/stage"] = stage.name
+                    self.mlog.log(self.step, {k: v for k, v in m.items() if isinstance(v, (int, float))})
+                    log.info("step %d [%s] reward %.4f invalid %.3f kl %.4f gen %.2fs reward %.2fs update %.2fs "
+                             "sync %.3fs", self.step, stage.name, m["reward/mean"], m["reward/invalid_rate"],
+                             m.get("actor/kl", 0.0), m["timing/generate"], m["timing/reward"], m["timing/update"],
+                             m["timing/weight_sync"])
+                d = self.save(run / f"stage_{stage.name}_try{attempt}")
+                val = validate(d)
+                verdict, retry = cur.judge(stage, attempt, val, best)
+                records.append({"stage": stage.name, "attempt": attempt, "kl_coef": stage.kl_coef, "val": val,
+                                "accepted": verdict == "accept", "step": self.step})
+                log.info("stage %s attempt %d: validation %.4f vs best %.4f → %s", stage.name, attempt, val, best,
+                         verdict)
+                if verdict == "accept":
+                    best, best_dir = val, d
+                    break
+                self.restore(best_dir)
+                if verdict == "retry":
+                    stage, attempt = retry, attempt + 1
+                    continue
+                break  # rejected: keep the previous weights, go on with the next stage
+        self.final_dir = best_dir
+        return records
+
+    def save(self, d: Path) -> Path:
+        d.mkdir(parents=True, exist_ok=True)
+        ray.get(self.learners[0].save.remote(str(d)))
+        from trainer.sft import write_model_card
+
+        card_cfg = self.cfg.sft
+        card_cfg.sid_dir = self.sid_dir
+        write_model_card(d, card_cfg)
+        return d
+
+    def restore(self, d: Path) -> None:
+        from safetensors.torch import load_file
+
+        weights = list(load_file(str(next(Path(d).glob("*.safetensors")))).items())
+        ref = ray.put(weights)
+        ray.get([a.load_weights.remote(ref) for a in self.learners])
+        ray.get([r.update_weights.remote(ref) for r in self.rollouts])

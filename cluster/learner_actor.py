@@ -1,0 +1,60 @@
+"""Learner actor: one GRPO learner rank (DeepSpeed inside, torch.distributed across the group)."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+
+
+@ray.remote
+class LearnerActor:
+    def __init__(self, rank: int, world: int, master_addr: str, master_port: int):
+        os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(rank),
+                          LOCAL_RANK="0", WORLD_SIZE=str(world))
+        self.rank = rank
+
+    def setup(self, model_dir: str, sid_dir: str, cfg) -> bool:
+        import logging
+
+        logging.basicConfig(level=logging.INFO)
+        from trainer.grpo_learner import GRPOLearner
+
+        self.learner = GRPOLearner(model_dir, sid_dir, cfg)
+        return True
+
+    def update(self, batch, kl_coef: float) -> dict:
+        return self.learner.update(batch, kl_coef)
+
+    def greedy_codes(self, prompts) -> list:
+        """Trie-constrained greedy codes of the current policy (to verify the engines' weights)."""
+        from rollout.constrained import trie_beam_search
+
+        lr = self.learner
+        beams = trie_beam_search(lr.engine.module.eval(), lr.tok, prompts, lr.index.trie, lr.map, num_beams=1)
+        lr.engine.module.train()
+        return [b[0][0] for b in beams]
+
+    def named_weights(self):
+        return self.learner.named_weights()
+
+    def save(self, out_dir: str) -> str:
+        self.learner.engine.module.save_pretrained(out_dir)
+        self.learner.tok.save_pretrained(out_dir)
+        return out_dir
+
+    def load_weights(self, named_tensors) -> None:
+        missing, unexpected = self.learner.engine.module.load_state_dict(dict(named_tensors), strict=False)
+        if unexpected or any(not k.startswith("lm_head") for k in missing):  # lm_head may be tied to the embeddings
+            raise ValueError(f"weights do not fit the learner: missing {missing}, unexpected {unexpected}")
+
+
+def free_port_on_node() -> tuple[str, int]:
+    """Run inside a Ray task on the node of rank 0: its IP and a free port."""
+    import socket
+
+    from ray.util import get_node_ip_address
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return get_node_ip_address(), s.getsockname()[1]

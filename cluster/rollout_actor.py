@@ -1,0 +1,32 @@
+"""Rollout actor: one generation engine (vLLM by default, HF as fallback) on its own Ray worker."""
+
+from __future__ import annotations
+
+import ray
+
+
+@ray.remote
+class RolloutActor:
+    def __init__(self, engine: str, model_dir: str, sid_dir: str, seed: int = 0):
+        import logging
+
+        logging.basicConfig(level=logging.INFO)
+        if engine == "vllm":
+            from rollout.vllm_engine import VllmEngine
+
+            self.engine = VllmEngine(model_dir, sid_dir, seed=seed)
+        elif engine == "hf":
+            from rollout.hf_engine import HFEngine
+
+            self.engine = HFEngine(model_dir, sid_dir, seed=seed)
+        else:
+            raise ValueError(f"rollout engine must be 'vllm' or 'hf', got {engine!r}")
+
+    def generate(self, prompts, sampling):
+        return self.engine.generate(prompts, sampling)
+
+    def update_weights(self, named_tensors) -> float:
+        return self.engine.update_weights(named_tensors)
+
+    def ready(self) -> bool:
+        return True

