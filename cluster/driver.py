@@ -50,15 +50,39 @@ class Driver:
         self.tmap = SidTokenMap(tok, index.level_sizes)
         table = token_to_code_table(tok, index.level_sizes)
         self.reward = RewardServer(cfg.grpo.reward, gt, index, table, num_cpus_per_worker=t.cpus_per_actor)
-        self.rollouts = [RolloutActor.options(num_cpus=t.cpus_per_actor, num_gpus=t.gpus_per_rollout).remote(
+        pg, place = self._placement_group()
+        self.rollouts = [RolloutActor.options(num_cpus=t.cpus_per_actor, num_gpus=t.gpus_per_rollout,
+                                              scheduling_strategy=place(i)).remote(
             t.rollout_engine, model_dir, sid_dir, cfg.seed + i) for i in range(t.rollout_actors)]
-        addr, port = ray.get(ray.remote(num_cpus=0)(free_port_on_node).remote())
-        self.learners = [LearnerActor.options(num_cpus=t.cpus_per_actor, num_gpus=t.gpus_per_learner).remote(
+        addr, port = ray.get(ray.remote(num_cpus=0)(free_port_on_node).options(
+            scheduling_strategy=place(t.rollout_actors)).remote())
+        self.learners = [LearnerActor.options(num_cpus=t.cpus_per_actor, num_gpus=t.gpus_per_learner,
+                                              scheduling_strategy=place(t.rollout_actors + r)).remote(
             r, t.learner_ranks, addr, port) for r in range(t.learner_ranks)]
         ray.get([a.setup.remote(model_dir, sid_dir, cfg.grpo.learner) for a in self.learners])
         ray.get([r.ready.remote() for r in self.rollouts])
         self.rng = np.random.default_rng(cfg.seed)
         self.step = 0
+
+    def _placement_group(self):
+        """One bundle per rollout actor and learner rank, reserved together, sized from the topology."""
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        t = self.cfg.topology
+
+        def bundle(gpus):
+            return {"CPU": t.cpus_per_actor, **({"GPU": gpus} if gpus else {})}
+
+        bundles = [bundle(t.gpus_per_rollout)] * t.rollout_actors + [bundle(t.gpus_per_learner)] * t.learner_ranks
+        pg = placement_group(bundles, strategy=t.placement_strategy)
+        try:
+            ray.get(pg.ready(), timeout=t.placement_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise RuntimeError(f"placement group of {len(bundles)} bundles {bundles[0]}… ({t.placement_strategy}) "
+                               f"was not placed within {t.placement_timeout_s}s; the cluster offers "
+                               f"{ray.available_resources()}. Lower topology.* or add nodes.") from None
+        return pg, lambda i: PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i)
 
     # ------------------------------------------------------------------ one step
     def train_step(self, ctx: ContextConfig, kl_coef: float) -> dict:
@@ -123,9 +147,29 @@ class Driver:
         return True
 
     def sync(self) -> float:
-        weights = ray.get(self.learners[0].named_weights.remote())
-        ref = ray.put(weights)
-        return float(max(ray.get([r.update_weights.remote(ref) for r in self.rollouts])))
+        """Learner rank 0's weights → every rollout engine, bucket by bucket; returns the engines' seconds."""
+        g = self.cfg.grpo
+        weights = ray.get(self.learners[0].named_weights.remote(), timeout=g.sync_timeout_s)
+        limit = g.sync_bucket_mb * 2**20
+        buckets, cur, size = [], [], 0
+        for name, tensor in weights:
+            nbytes = tensor.numel() * tensor.element_size()
+            if cur and size + nbytes > limit:
+                buckets.append(cur)
+                cur, size = [], 0
+            cur.append((name, tensor))
+            size += nbytes
+        buckets.append(cur)
+        spent = 0.0
+        for b in buckets:
+            ref = ray.put(b)
+            try:
+                spent += max(ray.get([r.update_weights.remote(ref) for r in self.rollouts], timeout=g.sync_timeout_s))
+            except ray.exceptions.GetTimeoutError:
+                raise RuntimeError(f"weight sync: a bucket of {len(b)} tensors did not reach every rollout actor "
+                                   f"within {g.sync_timeout_s}s (grpo.sync_timeout_s)") from None
+        self.n_buckets = len(buckets)
+        return spent
 
     # ------------------------------------------------------------------ the curriculum
     def run(self, validate) -> list[dict]:

@@ -25,6 +25,9 @@ class TopologyConfig:
     """Ray CPU reservation per actor (fractional on a laptop, whole cores on a cluster)."""
     gpus_per_rollout: float = 0.0
     gpus_per_learner: float = 0.0
+    placement_strategy: str = "PACK"
+    """Ray placement-group strategy for the rollout and learner bundles (PACK, SPREAD, STRICT_PACK, …)."""
+    placement_timeout_s: float = 120.0
 
 
 @dataclass
@@ -36,6 +39,9 @@ class GRPOConfig:
     max_context_items: int = 20
     val_users: int = 200
     """Validation users for the curriculum's acceptance rule (carved from training data)."""
+    sync_bucket_mb: float = 64.0
+    """Weights go from learner rank 0 to the engines in buckets of about this size."""
+    sync_timeout_s: float = 120.0
     verify_sync_every: int = 0
     """Every N steps, check that each rollout engine's greedy codes equal the learner's (0 = never)."""
 

