@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help="YAML (fields of cluster.run_config.RunConfig)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run (finished stages are kept)")
     p.add_argument("overrides", nargs="*")
-    a = p.parse_args(argv)
+    a = p.parse_intermixed_args(argv)  # overrides may come before or after the flags
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = build(RunConfig, Path(a.config).read_text() if a.config else None, a.overrides)
     run = Path(cfg.run_dir)

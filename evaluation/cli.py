@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sid-dir", default="", help="--method model: SID folder, if conrec.json does not name it")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. swing.alpha=1 split.horizon_days=7")
-    a = p.parse_args(argv)
+    a = p.parse_intermixed_args(argv)  # overrides may come before or after the flags
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = build(EvalConfig, None, a.overrides)
     if a.method not in METHODS and a.method not in LAZY:
