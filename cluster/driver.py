@@ -172,43 +172,85 @@ class Driver:
         return spent
 
     # ------------------------------------------------------------------ the curriculum
-    def run(self, validate) -> list[dict]:
-        """Run every stage; `validate(save_dir) -> float` scores the current policy. Returns stage records."""
+    def run(self, validate, resume: bool = False) -> list[dict] | None:
+        """Run every stage; `validate(save_dir) -> float` scores the current policy. Returns the stage
+        records, or None when `grpo.max_total_steps` stopped the run early (resumable)."""
+        from trainer.curriculum import Stage
+
         cur = get_curriculum(self.cfg.curriculum)
+        stages = cur.stages()
         run = Path(self.cfg.run_dir) / "grpo"
-        best = validate(self.save(run / "stage_start"))
-        best_dir = run / "stage_start"
-        records = [{"stage": "start", "val": best, "accepted": True}]
-        log.info("validation before GRPO: %.4f", best)
-        for stage in cur.stages():
-            attempt = 0
-            while True:
-                ctx = ContextConfig(mode=stage.context_mode, max_items=self.cfg.grpo.max_context_items)
-                for _ in range(stage.steps):
-                    m = self.train_step(ctx, stage.kl_coef)
-                    m["curriculum/stage"] = stage.name
-                    self.mlog.log(self.step, {k: v for k, v in m.items() if isinstance(v, (int, float))})
-                    log.info("step %d [%s] reward %.4f invalid %.3f kl %.4f gen %.2fs reward %.2fs update %.2fs "
-                             "sync %.3fs", self.step, stage.name, m["reward/mean"], m["reward/invalid_rate"],
-                             m.get("actor/kl", 0.0), m["timing/generate"], m["timing/reward"], m["timing/update"],
-                             m["timing/weight_sync"])
-                d = self.save(run / f"stage_{stage.name}_try{attempt}")
-                val = validate(d)
-                verdict, retry = cur.judge(stage, attempt, val, best)
-                records.append({"stage": stage.name, "attempt": attempt, "kl_coef": stage.kl_coef, "val": val,
-                                "accepted": verdict == "accept", "step": self.step})
-                log.info("stage %s attempt %d: validation %.4f vs best %.4f → %s", stage.name, attempt, val, best,
-                         verdict)
-                if verdict == "accept":
-                    best, best_dir = val, d
-                    break
-                self.restore(best_dir)
-                if verdict == "retry":
-                    stage, attempt = retry, attempt + 1
-                    continue
-                break  # rejected: keep the previous weights, go on with the next stage
-        self.final_dir = best_dir
-        return records
+        st = self._load_state(run) if resume else None
+        if st is None:
+            best = validate(self.save(run / "stage_start"))
+            log.info("validation before GRPO: %.4f", best)
+            st = {"stage_idx": 0, "attempt": 0, "kl_coef": None, "step_in_stage": 0, "best": best,
+                  "best_dir": str(run / "stage_start"), "records": [{"stage": "start", "val": best, "accepted": True}]}
+        budget = self.cfg.grpo.max_total_steps
+        while st["stage_idx"] < len(stages):
+            base = stages[st["stage_idx"]]
+            stage = Stage(base.name, base.context_mode, base.steps, st["kl_coef"] or base.kl_coef)
+            ctx = ContextConfig(mode=stage.context_mode, max_items=self.cfg.grpo.max_context_items)
+            while st["step_in_stage"] < stage.steps:
+                if budget and self.step >= budget:
+                    self._checkpoint(run, st)
+                    log.info("stopped at step %d (grpo.max_total_steps); continue with --resume", self.step)
+                    return None
+                m = self.train_step(ctx, stage.kl_coef)
+                st["step_in_stage"] += 1
+                m["curriculum/stage_index"] = st["stage_idx"]
+                self.mlog.log(self.step, {k: v for k, v in m.items() if isinstance(v, (int, float))})
+                log.info("step %d [%s] reward %.4f invalid %.3f kl %.4f gen %.2fs reward %.2fs update %.2fs "
+                         "sync %.3fs", self.step, stage.name, m["reward/mean"], m["reward/invalid_rate"],
+                         m.get("actor/kl", 0.0), m["timing/generate"], m["timing/reward"], m["timing/update"],
+                         m["timing/weight_sync"])
+                if self.cfg.grpo.save_every and self.step % self.cfg.grpo.save_every == 0:
+                    self._checkpoint(run, st)
+            d = self.save(run / f"stage_{stage.name}_try{st['attempt']}")
+            val = validate(d)
+            verdict, retry = cur.judge(stage, st["attempt"], val, st["best"])
+            st["records"].append({"stage": stage.name, "attempt": st["attempt"], "kl_coef": stage.kl_coef,
+                                  "val": val, "accepted": verdict == "accept", "step": self.step})
+            log.info("stage %s attempt %d: validation %.4f vs best %.4f → %s", stage.name, st["attempt"], val,
+                     st["best"], verdict)
+            if verdict == "accept":
+                st["best"], st["best_dir"] = val, str(d)
+            else:
+                self.restore(Path(st["best_dir"]))
+            if verdict == "retry":
+                st.update(attempt=st["attempt"] + 1, kl_coef=retry.kl_coef, step_in_stage=0)
+            else:  # accepted, or rejected (previous weights kept): the next stage
+                st.update(stage_idx=st["stage_idx"] + 1, attempt=0, kl_coef=None, step_in_stage=0)
+            self._checkpoint(run, st)
+        self.final_dir = Path(st["best_dir"])
+        return st["records"]
+
+    def _checkpoint(self, run: Path, st: dict) -> None:
+        """Learner state (all ranks: weights, optimizer, scheduler) + driver state, manifest written last."""
+        from cluster.atomic import write_json_atomic
+        from trainer.checkpoint import step_dir, write_manifest
+
+        d = step_dir(run, self.step)
+        ray.get([a.save_state.remote(str(d / "ds")) for a in self.learners])
+        write_json_atomic({**st, "step": self.step, "rng": self.rng.bit_generator.state}, d / "driver.json")
+        write_manifest(d, {"step": self.step})
+
+    def _load_state(self, run: Path) -> dict | None:
+        import json
+
+        from trainer.checkpoint import latest_checkpoint
+
+        ck = latest_checkpoint(run)
+        if ck is None:
+            log.warning("--resume: no complete GRPO checkpoint under %s; GRPO starts from the SFT model", run)
+            return None
+        st = json.loads((ck / "driver.json").read_text())
+        ray.get([a.load_state.remote(str(ck / "ds")) for a in self.learners])
+        self.sync()
+        self.step = st.pop("step")
+        self.rng.bit_generator.state = st.pop("rng")
+        log.info("resumed GRPO from %s: step %d, stage %d, attempt %d", ck, self.step, st["stage_idx"], st["attempt"])
+        return st
 
     def save(self, d: Path) -> Path:
         d.mkdir(parents=True, exist_ok=True)

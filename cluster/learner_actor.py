@@ -43,6 +43,20 @@ class LearnerActor:
         self.learner.tok.save_pretrained(out_dir)
         return out_dir
 
+    def save_state(self, d: str) -> None:
+        """DeepSpeed state of this rank (weights, optimizer, scheduler, RNG); every rank calls it."""
+        import torch
+
+        self.learner.engine.save_checkpoint(d, tag="state", client_state={"step": self.learner.step,
+                                                                         "torch_rng": torch.get_rng_state().tolist()})
+
+    def load_state(self, d: str) -> None:
+        import torch
+
+        _, client = self.learner.engine.load_checkpoint(d, tag="state")
+        self.learner.step = client["step"]
+        torch.set_rng_state(torch.tensor(client["torch_rng"], dtype=torch.uint8))
+
     def load_weights(self, named_tensors) -> None:
         missing, unexpected = self.learner.engine.module.load_state_dict(dict(named_tensors), strict=False)
         if unexpected or any(not k.startswith("lm_head") for k in missing):  # lm_head may be tied to the embeddings

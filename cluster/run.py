@@ -58,7 +58,8 @@ def stage_sft(cfg: RunConfig, sid_dir: Path, run: Path) -> Path:
     return out / "final"
 
 
-def stage_grpo(cfg: RunConfig, data, split, sid_dir: Path, sft_dir: Path, run: Path) -> tuple[Path, list]:
+def stage_grpo(cfg: RunConfig, data, split, sid_dir: Path, sft_dir: Path, run: Path, resume: bool = False
+               ) -> tuple[Path | None, list]:
     import ray
 
     from evaluation.evaluate import evaluate
@@ -93,10 +94,12 @@ def stage_grpo(cfg: RunConfig, data, split, sid_dir: Path, sft_dir: Path, run: P
             ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, log_to_driver=True,
                      _temp_dir=tempfile.mkdtemp(prefix="cr_run_", dir="/tmp"))
             started = True
-    mlog = MetricsLog(run / "grpo")
+    mlog = MetricsLog(run / "grpo", append=resume)
     try:
         driver = Driver(cfg, examples, gt, index, str(sft_dir), str(sid_dir), val, mlog)
-        records = driver.run(validate)
+        records = driver.run(validate, resume=resume)
+        if records is None:
+            return None, []
         write_json_atomic(records, run / "grpo" / "stages.json")
         best = driver.final_dir
     finally:
@@ -175,7 +178,7 @@ def write_report(cfg: RunConfig, results: dict, records: list, run: Path, second
     write_text_atomic("\n".join(lines), run / "report.md")
 
 
-def run_pipeline(cfg: RunConfig) -> dict:
+def run_pipeline(cfg: RunConfig, resume: bool = False) -> dict | None:
     from feedback.loaders import load
     from feedback.split import make_split
 
@@ -191,7 +194,9 @@ def run_pipeline(cfg: RunConfig) -> dict:
     models = {"sft_only": sft_dir}
     records = []
     if cfg.run_grpo:
-        final, records = stage_grpo(cfg, data, split, sid_dir, sft_dir, run)
+        final, records = stage_grpo(cfg, data, split, sid_dir, sft_dir, run, resume)
+        if final is None:
+            return None
         models["conrec"] = final
     results = stage_eval(cfg, split, sid_dir, models, run)
     write_report(cfg, results, records, run, time.perf_counter() - t0)
@@ -209,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     run = Path(cfg.run_dir)
     if run.exists() and any(run.iterdir()) and not a.resume:
         raise FileExistsError(f"{run} is not empty: pass --resume to continue it, or choose another run_dir=")
-    results = run_pipeline(cfg)
+    results = run_pipeline(cfg, resume=a.resume)
+    if results is None:
+        print(f"stopped by grpo.max_total_steps; continue with: conrec run --config ... run_dir={run} --resume")
+        return 0
     for name, r in results.items():
         print(f"{name:<10} " + " ".join(f"{k}={v:.4f}" for k, v in r.items() if isinstance(v, float)))
     print(f"report: {run / 'report.md'}")

@@ -42,6 +42,10 @@ class GRPOConfig:
     sync_bucket_mb: float = 64.0
     """Weights go from learner rank 0 to the engines in buckets of about this size."""
     sync_timeout_s: float = 120.0
+    save_every: int = 0
+    """Checkpoint the GRPO state every N steps (it is always saved at each stage boundary)."""
+    max_total_steps: int = 0
+    """Stop after this many GRPO steps (a budget; `--resume` continues). 0 = run the whole curriculum."""
     verify_sync_every: int = 0
     """Every N steps, check that each rollout engine's greedy codes equal the learner's (0 = never)."""
 

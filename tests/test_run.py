@@ -41,3 +41,27 @@ def test_conrec_run_tiny(tmp_path):
     # a second invocation without --resume refuses to overwrite the run
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "pass --resume" in again.stderr
+
+
+def test_conrec_run_stops_and_resumes_grpo(tmp_path):
+    """A GRPO phase stopped mid-stage by its step budget continues from its checkpoint with --resume."""
+    run = tmp_path / "run"
+    base = [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"), f"run_dir={run}",
+            "data=synthetic:users=120,items=100,days=30,seed=1", "sid.encoder.text_encoder=hashing",
+            "sid.rqvae.epochs=10", "sid.rqvae.codebook_size=16", "sft.epochs=1", "sft.model.tiny.hidden_size=64",
+            "sft.model.tiny.num_hidden_layers=1", "sft.model.tiny.num_attention_heads=2",
+            "sft.model.tiny.num_key_value_heads=2", "grpo.val_users=20", "grpo.prompts_per_step=4",
+            "topology.rollout_actors=1", "topology.learner_ranks=2",
+            "curriculum.stages=[{name: neg_all, context_mode: neg_all, steps: 2},"
+            "{name: neg_pos, context_mode: neg_pos, steps: 2}]"]
+    first = subprocess.run(base + ["grpo.max_total_steps=3"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-5000:]
+    assert "stopped by grpo.max_total_steps" in first.stdout and not (run / "report.json").exists()
+    assert (run / "grpo" / "checkpoints" / "latest").read_text().strip() == "step_000003"
+    second = subprocess.run(base + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-5000:]
+    assert "resumed GRPO from" in second.stderr
+    steps = [json.loads(x)["step"] for x in (run / "grpo" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # the log continues: step 4 is the resumed stage's last step
+    rep = json.loads((run / "report.json").read_text())
+    assert [s["stage"] for s in rep["curriculum"]] [:2] == ["start", "neg_all"] and rep["curriculum"][-1]["step"] == 4
