@@ -187,17 +187,24 @@ class Driver:
             st = {"stage_idx": 0, "attempt": 0, "kl_coef": None, "step_in_stage": 0, "best": best,
                   "best_dir": str(run / "stage_start"), "records": [{"stage": "start", "val": best, "accepted": True}]}
         budget = self.cfg.grpo.max_total_steps
+        from tqdm import tqdm
+
+        total = sum(x.steps for x in stages)
+        bar = tqdm(total=total, initial=min(self.step, total), desc="grpo", unit="step", dynamic_ncols=True)
         while st["stage_idx"] < len(stages):
             base = stages[st["stage_idx"]]
             stage = Stage(base.name, base.context_mode, base.steps, st["kl_coef"] or base.kl_coef)
             ctx = ContextConfig(mode=stage.context_mode, max_items=self.cfg.grpo.max_context_items)
             while st["step_in_stage"] < stage.steps:
                 if budget and self.step >= budget:
+                    bar.close()
                     self._checkpoint(run, st)
                     log.info("stopped at step %d (grpo.max_total_steps); continue with --resume", self.step)
                     return None
                 m = self.train_step(ctx, stage.kl_coef)
                 st["step_in_stage"] += 1
+                bar.update(1)
+                bar.set_postfix(stage=stage.name, reward=f"{m['reward/mean']:.3f}")
                 m["curriculum/stage_index"] = st["stage_idx"]
                 self.mlog.log(self.step, {k: v for k, v in m.items() if isinstance(v, (int, float))})
                 log.info("step %d [%s] reward %.4f invalid %.3f kl %.4f gen %.2fs reward %.2fs update %.2fs "
@@ -222,6 +229,7 @@ class Driver:
             else:  # accepted, or rejected (previous weights kept): the next stage
                 st.update(stage_idx=st["stage_idx"] + 1, attempt=0, kl_coef=None, step_in_stage=0)
             self._checkpoint(run, st)
+        bar.close()
         self.final_dir = Path(st["best_dir"])
         return st["records"]
 
