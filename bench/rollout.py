@@ -1,0 +1,136 @@
+"""Rollout throughput: vLLM vs the HF engine on the same work, the trie constraint's overhead, and
+1 vs 2 rollout actors on Ray.
+
+A config-initialised Qwen2 (`--hidden`, `--layers`) over a synthetic catalogue's SIDs; `--prompts`
+prompts of user context, G = `--n` samples each, exactly `levels + 1` new tokens per sample
+(ignore_eos), temperature 1. Generated tokens/s = prompts × G × new tokens / wall seconds (median of
+`--repeats` after one warm-up).
+
+    python -m bench.rollout [--prompts 64 --n 8 --hidden 256 --layers 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+
+
+def setup(work: str, hidden: int, layers: int, seed: int = 0):
+    from feedback.loaders import load
+    from feedback.split import make_split, training_examples
+    from sid.build import SidConfig, build_sids
+    from sid.encode import EncoderConfig
+    from sid.rqvae import RQVAEConfig
+    from trainer.models import TinyModelConfig, build_tiny_qwen2, build_tokenizer
+    from trainer.prompts import TEMPLATE_WORDS, ContextConfig, build_context
+
+    data = load("synthetic:users=300,items=3000,days=30,seed=0")
+    index, _ = build_sids(data.items, data.category_columns, SidConfig(
+        encoder=EncoderConfig(text_encoder="hashing", progress=False),
+        rqvae=RQVAEConfig(epochs=20, progress=False)), f"{work}/sid")
+    tok = build_tokenizer([" ".join(TEMPLATE_WORDS)] * 20 + list(data.items.title), index.tokens(), vocab_size=4096)
+    heads = max(hidden // 64, 2)
+    model = build_tiny_qwen2(len(tok), TinyModelConfig(hidden_size=hidden, num_hidden_layers=layers,
+                                                       num_attention_heads=heads, num_key_value_heads=heads,
+                                                       intermediate_size=2 * hidden, seed=seed), tok)
+    model.save_pretrained(f"{work}/m")
+    tok.save_pretrained(f"{work}/m")
+    ex = training_examples(make_split(data))
+    ctx = ContextConfig(mode="neg_pos", max_items=20)
+    prompts = [build_context(r.ctx_items, r.ctx_fb, r.ctx_ts, r.t_cut, index.sid, ctx) for r in ex.itertuples()]
+    return index, prompts
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--prompts", type=int, default=64)
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=3)
+    a = p.parse_args()
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    from bench.common import save
+    from rollout.engine import SamplingConfig
+
+    work = tempfile.mkdtemp(prefix="cr_bench_rollout_")
+    index, all_prompts = setup(work, a.hidden, a.layers)
+    prompts = all_prompts[: a.prompts]
+    new_tokens = index.levels + 1
+    work_tokens = len(prompts) * a.n * new_tokens
+    rows = {}
+
+    import vllm
+
+    from rollout.vllm_engine import VllmEngine
+
+    eng = VllmEngine(f"{work}/m", f"{work}/sid", seed=0)
+
+    def vllm_run(constrained: bool):
+        extra = {"extra_args": {"sid_dir": f"{work}/sid"}} if constrained else {}
+        sp = vllm.SamplingParams(n=a.n, temperature=1.0, max_tokens=new_tokens, min_tokens=new_tokens,
+                                 ignore_eos=True, **extra)
+        return lambda: eng.llm.generate(prompts, sp, use_tqdm=False)
+
+    rows["vLLM, trie-constrained"] = median_time(vllm_run(True), a.repeats)
+    rows["vLLM, unconstrained"] = median_time(vllm_run(False), a.repeats)
+    del eng
+
+    from rollout.hf_engine import HFEngine
+
+    hf = HFEngine(f"{work}/m", f"{work}/sid")
+    cfg = SamplingConfig(n=a.n, temperature=1.0, max_tokens=new_tokens)
+    rows["HF generate, trie-constrained"] = median_time(lambda: hf.generate(prompts, cfg), a.repeats)
+    del hf
+
+    import ray
+
+    from cluster.rollout_actor import RolloutActor
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _temp_dir=tempfile.mkdtemp(prefix="cr_rr_", dir="/tmp"))
+    try:
+        for n_act in (1, 2):
+            actors = [RolloutActor.options(num_cpus=0.5).remote("vllm", f"{work}/m", f"{work}/sid", i)
+                      for i in range(n_act)]
+            ray.get([x.ready.remote() for x in actors])
+            shards = np.array_split(np.arange(len(prompts)), n_act)
+
+            def go():
+                ray.get([x.generate.remote([prompts[i] for i in s], cfg) for x, s in zip(actors, shards)])
+
+            rows[f"Ray, {n_act} vLLM rollout actor(s)"] = median_time(go, a.repeats)
+            for x in actors:
+                ray.kill(x)
+    finally:
+        ray.shutdown()
+
+    print(f"{len(prompts)} prompts x G={a.n} x {new_tokens} new tokens ({work_tokens:,} tokens); model hidden "
+          f"{a.hidden}, {a.layers} layers; median of {a.repeats}")
+    print(f"{'engine':<34} {'seconds':>8} {'gen tokens/s':>13}")
+    for k, t in rows.items():
+        print(f"{k:<34} {t:>8.3f} {work_tokens / t:>13,.0f}")
+    over = rows["vLLM, trie-constrained"] / rows["vLLM, unconstrained"] - 1
+    speed = rows["HF generate, trie-constrained"] / rows["vLLM, trie-constrained"]
+    print(f"constraint overhead on vLLM: {100 * over:+.1f} %; vLLM vs HF on the same work: {speed:.1f}x")
+    print("wrote", save("rollout", {"args": vars(a), "seconds": rows, "tokens": work_tokens,
+                                    "constraint_overhead": over, "vllm_over_hf": speed}))
+
+
+if __name__ == "__main__":
+    main()
