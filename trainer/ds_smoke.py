@@ -54,6 +54,7 @@ def main() -> None:
         write_json_atomic(row, Path(a.out) / f"rank{row['rank']}.json")
     else:
         print(json.dumps(row), flush=True)
+    dist.barrier()  # no rank tears the group down while another still talks to it
     dist.destroy_process_group()
 
 
