@@ -124,6 +124,7 @@ class Driver:
         t0 = time.perf_counter()
         timing["timing/weight_sync"] = self.sync()
         timing["timing/weight_sync_total"] = time.perf_counter() - t0
+        timing["sync/buckets"] = float(self.n_buckets)
         every = g.verify_sync_every
         if every and (self.step + 1) % every == 0:
             timing["sync/verified"] = float(self.verify_sync(prompts[:4]))
