@@ -89,14 +89,14 @@ def main() -> None:
 
     rows["vLLM, trie-constrained"] = median_time(vllm_run(True), a.repeats)
     rows["vLLM, unconstrained"] = median_time(vllm_run(False), a.repeats)
-    del eng
+    eng = None  # free the engine before the next one is built
 
     from rollout.hf_engine import HFEngine
 
     hf = HFEngine(f"{work}/m", f"{work}/sid")
     cfg = SamplingConfig(n=a.n, temperature=1.0, max_tokens=new_tokens)
     rows["HF generate, trie-constrained"] = median_time(lambda: hf.generate(prompts, cfg), a.repeats)
-    del hf
+    hf = None
 
     import ray
 

@@ -266,9 +266,7 @@ class Driver:
         ray.get(self.learners[0].save.remote(str(d)))
         from trainer.sft import write_model_card
 
-        card_cfg = self.cfg.sft
-        card_cfg.sid_dir = self.sid_dir
-        write_model_card(d, card_cfg)
+        write_model_card(d, self.sid_dir, self.cfg.sft.context, self.cfg.data)
         return d
 
     def restore(self, d: Path) -> None:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +46,7 @@ def stage_sft(cfg: RunConfig, sid_dir: Path, run: Path) -> Path:
     if (out / "final" / "conrec.json").exists():
         return out / "final"
     log.info("[2/5] SFT → %s", out)
-    sft = cfg.sft
-    sft.data, sft.sid_dir, sft.run_dir, sft.split = cfg.data, str(sid_dir), str(out), cfg.split
+    sft = replace(cfg.sft, data=cfg.data, sid_dir=str(sid_dir), run_dir=str(out), split=cfg.split)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sft.yaml").write_text(yaml.safe_dump(to_dict(sft)))
     # its own process: DeepSpeed's torch.distributed must not live in the driver

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from feedback.split import Split
-from feedback.swing import SwingConfig, swing_similarity, user_item_matrix
+from feedback.swing import SwingConfig, swing_similarity
 
 METHODS: dict[str, Callable[..., "Method"]] = {}
 LAZY = {"model": "evaluation.model_method"}  # registered on import (pulls in torch/transformers)
@@ -119,10 +119,7 @@ class Swing(ScoreMethod):
 
     def fit(self, split: Split) -> None:
         self.split = split
-        tr = split.train[split.train["fb"] == -1]
-        n_users = int(split.data.n_users)
-        A = user_item_matrix(tr["uidx"].to_numpy(), tr["iidx"].to_numpy(), n_users, split.n_items)
-        self.S = swing_similarity(A, self.swing)
+        self.S = swing_similarity(split.negative_matrix(), self.swing)
         counts = split.train_negative_counts().astype(np.float64)
         self.pop = counts / max(counts.max(), 1.0)
 

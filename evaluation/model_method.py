@@ -4,7 +4,7 @@ log-probabilities for Candidate Acc., and the 4-choice alignment accuracy."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

@@ -51,6 +51,13 @@ class Split:
     def n_items(self) -> int:
         return self.data.n_items
 
+    def negative_matrix(self):
+        """Binary users × items CSR matrix of the training negatives (the graph Swing runs on)."""
+        from feedback.swing import user_item_matrix
+
+        neg = self.train[self.train["fb"] == -1]
+        return user_item_matrix(neg["uidx"].to_numpy(), neg["iidx"].to_numpy(), self.data.n_users, self.n_items)
+
     def train_negative_counts(self) -> np.ndarray:
         tr = self.train
         return np.bincount(tr.loc[tr["fb"] == -1, "iidx"], minlength=self.n_items)
@@ -60,18 +67,19 @@ class Split:
                 "n_test_users": int(len(self.test)), "config": asdict(self.config)}
 
 
-def _cut_positions(ev: pd.DataFrame, cfg: SplitConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Per event: its position within the user, and the user's cut position (both aligned to ev rows)."""
+def _cut_positions(ev: pd.DataFrame, cfg: SplitConfig) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """Per event: its position within the user and the user's cut position (aligned to ev rows); and
+    the global cutoff time (None for the per-user split)."""
     pos = ev.groupby("uidx", sort=False).cumcount().to_numpy()
     n = ev.groupby("uidx", sort=False)["uidx"].transform("size").to_numpy()
     if cfg.method == "per_user":
         cut = np.floor(cfg.context_frac * n).astype(np.int64)
-        return pos, cut
+        return pos, cut, None
     if cfg.method == "global":
         t_cut = int(np.quantile(ev["timestamp"].to_numpy(), cfg.global_quantile))
         before = (ev["timestamp"].to_numpy() < t_cut).astype(np.int64)
         cut = ev.assign(b=before).groupby("uidx", sort=False)["b"].transform("sum").to_numpy()
-        return pos, cut
+        return pos, cut, t_cut
     raise ValueError(f"SplitConfig.method must be 'per_user' or 'global', got {cfg.method!r}")
 
 
@@ -79,15 +87,14 @@ def make_split(data: FeedbackData, cfg: SplitConfig | None = None) -> Split:
     """Cut `data` per `cfg`; build the test table (labels and Candidate Acc. candidates)."""
     cfg = cfg or SplitConfig()
     ev = data.events  # sorted by (user_id, timestamp, item_id) at validation
-    pos, cut = _cut_positions(ev, cfg)
+    pos, cut, t_cut_global = _cut_positions(ev, cfg)
     is_ctx = pos < cut
     train = ev[is_ctx].reset_index(drop=True)
 
     horizon = int(round(cfg.horizon_days * DAY))
     after = ev[~is_ctx]
     # t_cut: the timestamp of the user's first event at or after the cut (global: the global cutoff)
-    if cfg.method == "global":
-        t_cut_global = int(np.quantile(ev["timestamp"].to_numpy(), cfg.global_quantile))
+    if t_cut_global is not None:
         t_cut = pd.Series(t_cut_global, index=after.index)
     else:
         t_cut = after.groupby("uidx", sort=False)["timestamp"].transform("first")
@@ -110,7 +117,7 @@ def make_split(data: FeedbackData, cfg: SplitConfig | None = None) -> Split:
         rows.append({
             "uidx": int(u),
             "user_id": data.user_ids[u],
-            "t_cut": int(w["timestamp"].iloc[0]) if cfg.method == "per_user" else int(t_cut_global),
+            "t_cut": int(w["timestamp"].iloc[0]) if t_cut_global is None else t_cut_global,
             "context_items": ctx["iidx"].to_numpy(),
             "context_fb": ctx["fb"].to_numpy(),
             "context_ts": ctx["timestamp"].to_numpy(),
@@ -155,8 +162,6 @@ def _candidates(true_neg, window, history, fneg_set, n_items, n, rng) -> np.ndar
 
 def carve_validation(split: Split, cfg: SplitConfig | None = None) -> Split:
     """A validation split of the training events alone, under the same protocol."""
-    from feedback.dataset import FeedbackData
-
     d = split.data
     cols = [c for c in split.train.columns if c not in ("uidx", "iidx", "fb")]
     sub = FeedbackData(name=d.name + " [validation]", events=split.train[cols].copy(), items=d.items,

@@ -34,11 +34,17 @@ class RewardBatch:
     space: CodebookSpace
 
 
+def _gts_fps_sims(b: RewardBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Max similarity of each output to its example's GTS and to its FPS."""
+    g = b.space.max_sim(b.out_items, b.gt.gts_indptr, b.gt.gts_items, b.sample_ids)
+    f = b.space.max_sim(b.out_items, b.gt.fps_indptr, b.gt.fps_items, b.sample_ids)
+    return g, f
+
+
 @register_reward("future_sim")
 def future_sim(b: RewardBatch, gamma: float = 0.5) -> dict:
     """max sim to the future negatives + Swing neighbours − γ · max sim to the future positives."""
-    g = b.space.max_sim(b.out_items, b.gt.gts_indptr, b.gt.gts_items, b.sample_ids)
-    f = b.space.max_sim(b.out_items, b.gt.fps_indptr, b.gt.fps_items, b.sample_ids)
+    g, f = _gts_fps_sims(b)
     return {"score": g - gamma * f, "gts_sim": g, "fps_sim": f}
 
 
@@ -63,7 +69,6 @@ def next_negative_sim(b: RewardBatch) -> dict:
 @register_reward("threshold_sim")
 def threshold_sim(b: RewardBatch, threshold: float = 0.8, gamma: float = 0.5) -> dict:
     """1[max sim to GTS ≥ τ] − γ · 1[max sim to FPS ≥ τ]."""
-    g = b.space.max_sim(b.out_items, b.gt.gts_indptr, b.gt.gts_items, b.sample_ids)
-    f = b.space.max_sim(b.out_items, b.gt.fps_indptr, b.gt.fps_items, b.sample_ids)
+    g, f = _gts_fps_sims(b)
     gh, fh = (g >= threshold).astype(np.float32), (f >= threshold).astype(np.float32)
     return {"score": gh - gamma * fh, "gts_hit": gh, "fps_hit": fh}

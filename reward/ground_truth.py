@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from feedback.split import Split
-from feedback.swing import SwingConfig, swing_similarity, user_item_matrix
+from feedback.swing import SwingConfig, swing_similarity
 
 
 @dataclass
@@ -65,9 +65,7 @@ class GroundTruth:
 def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
                        swing: SwingConfig | None = None) -> GroundTruth:
     """GTS/FPS for every training example (rows of `feedback.split.training_examples`)."""
-    tr = split.train[split.train["fb"] == -1]
-    A = user_item_matrix(tr["uidx"].to_numpy(), tr["iidx"].to_numpy(), split.data.n_users, split.n_items)
-    S = swing_similarity(A, swing or SwingConfig())
+    S = swing_similarity(split.negative_matrix(), swing or SwingConfig())
     gts, fps = [], []
     n = len(examples)
     # one sparse product for all examples: rows = examples, columns = their context negatives

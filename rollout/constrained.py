@@ -36,6 +36,28 @@ class SidTokenMap:
                 self.value_of[t] = (lvl, v)
         self.eos = tokenizer.eos_token_id
 
+    def prefix(self, token_ids) -> tuple[int, ...] | None:
+        """The SID values read from the start of `token_ids`, up to the first non-SID token; None if a
+        token is an async-scheduling placeholder (< 0), i.e. the prefix is not known yet."""
+        out = []
+        for t in token_ids:
+            t = int(t)
+            if t < 0:
+                return None
+            lv = self.value_of.get(t)
+            if lv is None:
+                break
+            out.append(lv[1])
+        return tuple(out)
+
+    def allowed_ids(self, trie, prefix: tuple) -> np.ndarray:
+        """Token ids the trie allows after `prefix`: the next level's values, or EOS after a full code
+        (or a prefix that leads nowhere)."""
+        if len(prefix) >= self.levels:
+            return np.array([self.eos])
+        vals = trie.next_values(prefix)
+        return self.ids[len(prefix)][vals] if len(vals) else np.array([self.eos])
+
     def decode(self, token_ids) -> tuple[int, ...] | None:
         """Token ids → code, None unless exactly one token per level in order (EOS/pad ignored)."""
         out = []
@@ -58,25 +80,13 @@ class TrieLogitsProcessor:
         self.trie, self.map, self.prompt_len = trie, token_map, prompt_len
         self._cache: dict[tuple, torch.Tensor] = {}
 
-    def _allowed(self, prefix: tuple) -> np.ndarray:
-        if len(prefix) >= self.map.levels:
-            return np.array([self.map.eos])
-        vals = self.trie.next_values(prefix)
-        return self.map.ids[len(prefix)][vals] if len(vals) else np.array([self.map.eos])
-
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         mask = torch.full_like(scores, float("-inf"))
         for r, row in enumerate(input_ids[:, self.prompt_len:].tolist()):
-            prefix = []
-            for t in row:
-                lv = self.map.value_of.get(t)
-                if lv is None:
-                    break
-                prefix.append(lv[1])
-            key = tuple(prefix)
+            key = self.map.prefix(row)
             allowed = self._cache.get(key)
             if allowed is None:
-                allowed = torch.as_tensor(self._allowed(key), dtype=torch.long)
+                allowed = torch.as_tensor(self.map.allowed_ids(self.trie, key), dtype=torch.long)
                 self._cache[key] = allowed
             mask[r, allowed] = 0.0
         return scores + mask

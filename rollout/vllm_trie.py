@@ -58,22 +58,12 @@ class SidTrieLogitsProcessor(LogitsProcessor):
 
     def _allowed(self, sid_dir: str, out_ids: list[int]) -> torch.Tensor | None:
         trie, tmap = self._tables[sid_dir]
-        prefix = []
-        for t in out_ids:
-            if t < 0:  # async-scheduling placeholder: the row's prefix is not known yet
-                return None
-            lv = tmap.value_of.get(t)
-            if lv is None:
-                break
-            prefix.append(lv[1])
-        key = (sid_dir, tuple(prefix))
+        prefix = tmap.prefix(out_ids)
+        if prefix is None:  # async-scheduling placeholder: the row's prefix is not known yet
+            return None
+        key = (sid_dir, prefix)
         if key not in self.allowed:
-            if len(prefix) >= tmap.levels:
-                ids = [tmap.eos]
-            else:
-                vals = trie.next_values(tuple(prefix))
-                ids = tmap.ids[len(prefix)][vals].tolist() if len(vals) else [tmap.eos]
-            self.allowed[key] = torch.tensor(ids, dtype=torch.long, device=self.device)
+            self.allowed[key] = torch.as_tensor(tmap.allowed_ids(trie, prefix), dtype=torch.long, device=self.device)
         return self.allowed[key]
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:

@@ -47,12 +47,14 @@ def test_constrained_logprobs_by_hand():
 
 
 def test_allowed_mask_follows_the_trie():
+    from rollout.constrained import SidTokenMap
     from sid.vocab import SidTrie
 
-    class Map:  # tokens: <a_v> = 10 + v, <b_v> = 20 + v, eos = 1
-        levels, eos = 2, 1
-        ids = [np.array([10, 11]), np.array([20, 21, 22])]
-        value_of = {10: (0, 0), 11: (0, 1), 20: (1, 0), 21: (1, 1), 22: (1, 2)}
+    class Map(SidTokenMap):  # tokens: <a_v> = 10 + v, <b_v> = 20 + v, eos = 1 (no tokenizer needed)
+        def __init__(self):
+            self.levels, self.eos = 2, 1
+            self.ids = [np.array([10, 11]), np.array([20, 21, 22])]
+            self.value_of = {10: (0, 0), 11: (0, 1), 20: (1, 0), 21: (1, 1), 22: (1, 2)}
 
     trie = SidTrie(np.array([[0, 0], [0, 2], [1, 1]]))
     m = allowed_mask([[11, 21, 1], [10, 22, 1]], trie, Map(), 30, 3)

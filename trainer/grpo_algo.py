@@ -100,16 +100,9 @@ def allowed_mask(completions: list[list[int]], trie, token_map, vocab_size: int,
     """[N, length, V] bool: at each generated position, the tokens the trie allowed the sampler."""
     out = torch.zeros(len(completions), length, vocab_size, dtype=torch.bool)
     for n, toks in enumerate(completions):
-        prefix: list[int] = []
         for j in range(min(length, len(toks))):
-            if len(prefix) >= token_map.levels:
-                out[n, j, token_map.eos] = True
-            else:
-                vals = trie.next_values(tuple(prefix))
-                ids = token_map.ids[len(prefix)][vals] if len(vals) else [token_map.eos]
-                out[n, j, torch.as_tensor(np.asarray(ids))] = True
-            lv = token_map.value_of.get(int(toks[j]))
-            if lv is None:
+            prefix = token_map.prefix(toks[:j])
+            out[n, j, torch.as_tensor(np.asarray(token_map.allowed_ids(trie, prefix)))] = True
+            if token_map.value_of.get(int(toks[j])) is None:
                 break
-            prefix.append(lv[1])
     return out

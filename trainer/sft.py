@@ -127,7 +127,7 @@ def prepare(cfg: SFTConfig):
 
     data = load(cfg.data)
     split = make_split(data, cfg.split)
-    sid_dir = Path(cfg.sid_dir) if cfg.sid_dir else Path(cfg.run_dir) / "sid"
+    sid_dir = sid_dir_of(cfg)
     if not (sid_dir / "report.json").exists():
         if cfg.sid_dir:
             raise FileNotFoundError(f"sid_dir {sid_dir} has no report.json: build it with `conrec sid build`")
@@ -150,8 +150,8 @@ def build_pairs(cfg: SFTConfig, data, split, index, examples) -> dict[str, list[
     return {t: list(TASKS[t](**kw)) for t in cfg.tasks}
 
 
-def load_model_and_tokenizer(cfg: SFTConfig, index, data, init_dir: Path):
-    """A fresh model (tiny Qwen2 + our tokenizer, or an HF model with SID tokens added), saved to init_dir."""
+def load_model_and_tokenizer(cfg: SFTConfig, index, data):
+    """A fresh model: the tiny Qwen2 with our tokenizer, or an HF model with the SID tokens added."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -207,7 +207,7 @@ def train(cfg: SFTConfig, resume: bool = False) -> dict:
         tok = AutoTokenizer.from_pretrained(ckpt / "hf")
         model = AutoModelForCausalLM.from_pretrained(ckpt / "hf", dtype=torch.float32)
     else:
-        model, tok = load_model_and_tokenizer(cfg, index, data, run)
+        model, tok = load_model_and_tokenizer(cfg, index, data)
     sft = SFTData(build_pairs(cfg, data, split, index, examples), tok, cfg.max_len, cfg.val_frac, cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     engine, opt, _, _ = deepspeed.initialize(model=model, optimizer=opt,
@@ -228,7 +228,7 @@ def train(cfg: SFTConfig, resume: bool = False) -> dict:
         if rank == 0:
             engine.module.save_pretrained(d / "hf")
             tok.save_pretrained(d / "hf")
-            write_model_card(d / "hf", cfg)
+            write_model_card(d / "hf", sid_dir_of(cfg), cfg.context, cfg.data)
         engine.save_checkpoint(str(d / "ds"), tag="state",
                                client_state={"step": step, "epoch": epoch, "batches_done": batches_done,
                                              "torch_rng": torch.get_rng_state().tolist()})
@@ -277,17 +277,20 @@ def train(cfg: SFTConfig, resume: bool = False) -> dict:
         out = run / "final"
         engine.module.save_pretrained(out)
         tok.save_pretrained(out)
-        write_model_card(out, cfg)
+        write_model_card(out, sid_dir_of(cfg), cfg.context, cfg.data)
     mlog.close()
     return final
 
 
-def write_model_card(model_dir: Path, cfg: SFTConfig) -> None:
+def sid_dir_of(cfg: SFTConfig) -> Path:
+    return Path(cfg.sid_dir) if cfg.sid_dir else Path(cfg.run_dir) / "sid"
+
+
+def write_model_card(model_dir: Path, sid_dir, context: ContextConfig, data: str) -> None:
     """conrec.json beside the weights: which SIDs and which prompt context the model was trained with."""
     from cluster.atomic import write_json_atomic
 
-    sid_dir = Path(cfg.sid_dir) if cfg.sid_dir else Path(cfg.run_dir) / "sid"
-    write_json_atomic({"sid_dir": str(sid_dir.resolve()), "context": to_dict(cfg.context), "data": cfg.data},
+    write_json_atomic({"sid_dir": str(Path(sid_dir).resolve()), "context": to_dict(context), "data": data},
                       Path(model_dir) / "conrec.json")
 
 
