@@ -11,7 +11,6 @@ parsing the SID and scoring its own sets with numpy.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 
 import numpy as np
@@ -68,6 +67,8 @@ def main() -> None:
     a = p.parse_args()
     import ray
 
+    from cluster.ray_local import init_local_ray
+
     from bench.common import save
     from reward.scorer import RewardConfig, RewardScorer
     from reward.server import RewardServer
@@ -93,8 +94,7 @@ def main() -> None:
     ref = scorer.score(ids, outs)["score"]
     np.testing.assert_allclose(per_sample_loop(index, gt, ids, outs), ref, rtol=1e-4, atol=1e-5)
     rows = {"vectorised in-process": timed(lambda i, o: scorer.score(i, o))}
-    ray.init(num_cpus=max(2, a.workers), include_dashboard=False, log_to_driver=False,
-             _temp_dir=tempfile.mkdtemp(prefix="cr_rb_", dir="/tmp"))
+    init_local_ray(max(2, a.workers), prefix="cr_rb_")
     try:
         server = RewardServer(cfg, gt, index)
         np.testing.assert_allclose(server.score(ids, outs)["score"], ref, rtol=1e-5, atol=1e-6)

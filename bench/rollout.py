@@ -100,10 +100,11 @@ def main() -> None:
 
     import ray
 
+    from cluster.ray_local import init_local_ray
+
     from cluster.rollout_actor import RolloutActor
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _temp_dir=tempfile.mkdtemp(prefix="cr_rr_", dir="/tmp"))
+    init_local_ray(2, prefix="cr_rr_")
     try:
         for n_act in (1, 2):
             actors = [RolloutActor.options(num_cpus=0.5).remote("vllm", f"{work}/m", f"{work}/sid", i)

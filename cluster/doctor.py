@@ -64,9 +64,10 @@ def check_accelerator() -> str:
 def check_ray() -> str:
     import ray
 
-    tmp = tempfile.mkdtemp(prefix="cr_ray_", dir="/tmp")  # short path: Ray's unix sockets cap at 107 chars
+    from cluster.ray_local import init_local_ray
+
     t0 = time.perf_counter()
-    ray.init(num_cpus=1, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
+    init_local_ray(1, prefix="cr_ray_")
     try:
 
         @ray.remote(num_cpus=1)

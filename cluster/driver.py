@@ -8,6 +8,11 @@
         sync      ← learner rank 0's weights → every rollout actor
         log
     after each stage: validation FHR@K → accept / retry with a new β / keep the previous weights
+
+Faults: a rollout actor that dies mid-step is restarted by Ray, given the current weights, and its
+shard regenerated with the same seed (the step neither loses nor duplicates samples); the reward
+server does the same for its actors. A lost learner rank ends the step; the learner group is rebuilt
+and the run continues from the last checkpoint. Every restart is logged and counted (`fault/*`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import ray
 
+from cluster.faults import actor_lost, wait_restarted
 from cluster.run_config import RunConfig
 from rollout.engine import SamplingConfig
 from trainer.curriculum import get_curriculum
@@ -28,9 +34,12 @@ from trainer.prompts import ContextConfig, build_context
 log = logging.getLogger(__name__)
 
 
+class LearnerLost(RuntimeError):
+    """A learner rank died; the group's collective state is gone and must be rebuilt from a checkpoint."""
+
+
 class Driver:
     def __init__(self, cfg: RunConfig, examples, gt, index, model_dir: str, sid_dir: str, val_split, mlog):
-        from cluster.learner_actor import LearnerActor, free_port_on_node
         from cluster.rollout_actor import RolloutActor
         from reward.server import RewardServer
 
@@ -50,19 +59,30 @@ class Driver:
         self.tmap = SidTokenMap(tok, index.level_sizes)
         table = token_to_code_table(tok, index.level_sizes)
         self.reward = RewardServer(cfg.grpo.reward, gt, index, table, num_cpus_per_worker=t.cpus_per_actor)
-        pg, place = self._placement_group()
+        self.model_dir = model_dir
+        self.pg, self.place = self._placement_group()
+        # Ray restarts a dead rollout actor; the driver (not Ray) resubmits its shard after giving it weights
         self.rollouts = [RolloutActor.options(num_cpus=t.cpus_per_actor, num_gpus=t.gpus_per_rollout,
-                                              scheduling_strategy=place(i)).remote(
+                                              max_restarts=t.max_actor_restarts, max_task_retries=0,
+                                              scheduling_strategy=self.place(i)).remote(
             t.rollout_engine, model_dir, sid_dir, cfg.seed + i) for i in range(t.rollout_actors)]
-        addr, port = ray.get(ray.remote(num_cpus=0)(free_port_on_node).options(
-            scheduling_strategy=place(t.rollout_actors)).remote())
-        self.learners = [LearnerActor.options(num_cpus=t.cpus_per_actor, num_gpus=t.gpus_per_learner,
-                                              scheduling_strategy=place(t.rollout_actors + r)).remote(
-            r, t.learner_ranks, addr, port) for r in range(t.learner_ranks)]
-        ray.get([a.setup.remote(model_dir, sid_dir, cfg.grpo.learner) for a in self.learners])
+        self._start_learners()
         ray.get([r.ready.remote() for r in self.rollouts])
         self.rng = np.random.default_rng(cfg.seed)
         self.step = 0
+        self.faults = {"fault/rollout_restarts": 0, "fault/learner_restarts": 0}
+
+    def _start_learners(self) -> None:
+        """One actor per rank in its bundle; a fresh rendezvous port each time (a rebuilt group too)."""
+        from cluster.learner_actor import LearnerActor, free_port_on_node
+
+        t = self.cfg.topology
+        addr, port = ray.get(ray.remote(num_cpus=0)(free_port_on_node).options(
+            scheduling_strategy=self.place(t.rollout_actors)).remote())
+        self.learners = [LearnerActor.options(num_cpus=t.cpus_per_actor, num_gpus=t.gpus_per_learner,
+                                              scheduling_strategy=self.place(t.rollout_actors + r)).remote(
+            r, t.learner_ranks, addr, port) for r in range(t.learner_ranks)]
+        ray.get([a.setup.remote(self.model_dir, self.sid_dir, self.cfg.grpo.learner) for a in self.learners])
 
     def _placement_group(self):
         """One bundle per rollout actor and learner rank, reserved together, sized from the topology."""
@@ -93,11 +113,7 @@ class Driver:
                                  int(self.ex.t_cut.iat[i]), self.index.sid, ctx) for i in ids]
 
         t0 = time.perf_counter()
-        shards = np.array_split(np.arange(len(prompts)), len(self.rollouts))
-        sampling = SamplingConfig(**{**vars(g.sampling), "seed": g.sampling.seed + self.step})
-        parts = ray.get([r.generate.remote([prompts[i] for i in s], sampling)
-                         for r, s in zip(self.rollouts, shards) if len(s)])
-        groups = [grp for part in parts for grp in part]
+        groups = self.generate(prompts)
         timing["timing/generate"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -118,7 +134,7 @@ class Driver:
                                  rew["score"][rows], list(sample_ids[rows]), [comps[r].logprobs for r in rows],
                                  g.sampling.temperature)
             refs.append(a.update.remote(batch, kl_coef))
-        upd = ray.get(refs)
+        upd = self._get_learners(refs, "update")
         timing["timing/update"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -134,8 +150,54 @@ class Driver:
         score = rew["score"].reshape(-1, g.sampling.n)
         m["reward/group_std"] = float(score.std(1).mean())
         m.update(timing)
+        m.update({k: float(v) for k, v in self.faults.items()})
         self.step += 1
         return m
+
+    def generate(self, prompts: list[str]) -> list:
+        """G samples per prompt, one contiguous shard per rollout actor. The seed of a shard is fixed by
+        (run seed, step, shard), so a shard regenerated after its actor died draws the same samples."""
+        g, t = self.cfg.grpo, self.cfg.topology
+        shards = [s for s in np.array_split(np.arange(len(prompts)), len(self.rollouts)) if len(s)]
+        calls = []
+        for i, s in enumerate(shards):
+            sampling = SamplingConfig(**{**vars(g.sampling), "seed": g.sampling.seed + 1000 * self.step + i})
+            calls.append(([prompts[j] for j in s], sampling))
+        refs = [self.rollouts[i].generate.remote(*c) for i, c in enumerate(calls)]
+        parts = []
+        for i, (c, ref) in enumerate(zip(calls, refs)):
+            tries = 0
+            while True:
+                try:
+                    parts.append(ray.get(ref))
+                    break
+                except Exception as e:
+                    if not actor_lost(e) or tries >= t.max_actor_restarts:
+                        raise
+                    tries += 1
+                    self.faults["fault/rollout_restarts"] += 1
+                    log.warning("rollout actor %d died at step %d (%s); restart %d: syncing weights and "
+                                "regenerating its %d prompts", i, self.step + 1, type(e).__name__,
+                                self.faults["fault/rollout_restarts"], len(c[0]))
+                    wait_restarted(self.rollouts[i], t.placement_timeout_s)
+                    self.sync([self.rollouts[i]])  # a restarted engine holds the SFT weights
+                    ref = self.rollouts[i].generate.remote(*c)
+        return [grp for part in parts for grp in part]
+
+    def _get_learners(self, refs: list, what: str) -> list:
+        """Results of one call on every rank. A dead rank leaves the others blocked in a collective, so
+        results are taken as they finish and the first lost rank ends the step at once."""
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            try:
+                ray.get(done[0])
+            except Exception as e:
+                if actor_lost(e):
+                    raise LearnerLost(f"learner rank {refs.index(done[0])} was lost during {what} at step "
+                                      f"{self.step + 1} ({type(e).__name__})") from e
+                raise
+        return ray.get(refs)
 
     def verify_sync(self, prompts: list[str]) -> bool:
         """Each rollout engine's greedy codes must equal the learner's: same weights, same constraint."""
@@ -147,10 +209,12 @@ class Driver:
                 raise RuntimeError(f"weight sync check failed: rollout actor {i} decodes {got}, learner {want}")
         return True
 
-    def sync(self) -> float:
-        """Learner rank 0's weights → every rollout engine, bucket by bucket; returns the engines' seconds."""
+    def sync(self, targets: list | None = None) -> float:
+        """Learner rank 0's weights → every rollout engine (or `targets`), bucket by bucket; returns the
+        engines' seconds."""
         g = self.cfg.grpo
-        weights = ray.get(self.learners[0].named_weights.remote(), timeout=g.sync_timeout_s)
+        targets = self.rollouts if targets is None else targets
+        weights = self._get_learners([self.learners[0].named_weights.remote()], "weight sync")[0]
         limit = g.sync_bucket_mb * 2**20
         buckets, cur, size = [], [], 0
         for name, tensor in weights:
@@ -165,7 +229,7 @@ class Driver:
         for b in buckets:
             ref = ray.put(b)
             try:
-                spent += max(ray.get([r.update_weights.remote(ref) for r in self.rollouts], timeout=g.sync_timeout_s))
+                spent += max(ray.get([r.update_weights.remote(ref) for r in targets], timeout=g.sync_timeout_s))
             except ray.exceptions.GetTimeoutError:
                 raise RuntimeError(f"weight sync: a bucket of {len(b)} tensors did not reach every rollout actor "
                                    f"within {g.sync_timeout_s}s (grpo.sync_timeout_s)") from None
@@ -183,10 +247,12 @@ class Driver:
         run = Path(self.cfg.run_dir) / "grpo"
         st = self._load_state(run) if resume else None
         if st is None:
+            self.mlog.truncate(0)  # a --resume that found no checkpoint starts GRPO over
             best = validate(self.save(run / "stage_start"))
             log.info("validation before GRPO: %.4f", best)
             st = {"stage_idx": 0, "attempt": 0, "kl_coef": None, "step_in_stage": 0, "best": best,
                   "best_dir": str(run / "stage_start"), "records": [{"stage": "start", "val": best, "accepted": True}]}
+            self._checkpoint(run, st)  # step 0: a lost learner rank always has a checkpoint to come back to
         budget = self.cfg.grpo.max_total_steps
         from tqdm import tqdm
 
@@ -202,7 +268,13 @@ class Driver:
                     self._checkpoint(run, st)
                     log.info("stopped at step %d (grpo.max_total_steps); continue with --resume", self.step)
                     return None
-                m = self.train_step(ctx, stage.kl_coef)
+                try:
+                    m = self.train_step(ctx, stage.kl_coef)
+                except LearnerLost as e:
+                    st = self._recover(run, e)
+                    bar.n = min(self.step, total)
+                    bar.refresh()
+                    break  # re-enter the loop at the checkpoint's stage and step
                 st["step_in_stage"] += 1
                 bar.update(1)
                 bar.set_postfix(stage=stage.name, reward=f"{m['reward/mean']:.3f}")
@@ -214,25 +286,50 @@ class Driver:
                          m["timing/weight_sync"])
                 if self.cfg.grpo.save_every and self.step % self.cfg.grpo.save_every == 0:
                     self._checkpoint(run, st)
-            d = self.save(run / f"stage_{stage.name}_try{st['attempt']}")
-            val = validate(d)
-            verdict, retry = cur.judge(stage, st["attempt"], val, st["best"])
-            st["records"].append({"stage": stage.name, "attempt": st["attempt"], "kl_coef": stage.kl_coef,
-                                  "val": val, "accepted": verdict == "accept", "step": self.step})
-            log.info("stage %s attempt %d: validation %.4f vs best %.4f → %s", stage.name, st["attempt"], val,
-                     st["best"], verdict)
-            if verdict == "accept":
-                st["best"], st["best_dir"] = val, str(d)
             else:
-                self.restore(Path(st["best_dir"]))
-            if verdict == "retry":
-                st.update(attempt=st["attempt"] + 1, kl_coef=retry.kl_coef, step_in_stage=0)
-            else:  # accepted, or rejected (previous weights kept): the next stage
-                st.update(stage_idx=st["stage_idx"] + 1, attempt=0, kl_coef=None, step_in_stage=0)
-            self._checkpoint(run, st)
+                st = self._end_stage(cur, stage, st, run, validate)
         bar.close()
         self.final_dir = Path(st["best_dir"])
         return st["records"]
+
+    def _end_stage(self, cur, stage, st: dict, run: Path, validate) -> dict:
+        """Validate the stage's policy; accept it, retry the stage with a new β, or keep the previous best."""
+        d = self.save(run / f"stage_{stage.name}_try{st['attempt']}")
+        val = validate(d)
+        verdict, retry = cur.judge(stage, st["attempt"], val, st["best"])
+        st["records"].append({"stage": stage.name, "attempt": st["attempt"], "kl_coef": stage.kl_coef,
+                              "val": val, "accepted": verdict == "accept", "step": self.step})
+        log.info("stage %s attempt %d: validation %.4f vs best %.4f → %s", stage.name, st["attempt"], val,
+                 st["best"], verdict)
+        if verdict == "accept":
+            st["best"], st["best_dir"] = val, str(d)
+        else:
+            self.restore(Path(st["best_dir"]))
+        if verdict == "retry":
+            st.update(attempt=st["attempt"] + 1, kl_coef=retry.kl_coef, step_in_stage=0)
+        else:  # accepted, or rejected (previous weights kept): the next stage
+            st.update(stage_idx=st["stage_idx"] + 1, attempt=0, kl_coef=None, step_in_stage=0)
+        self._checkpoint(run, st)
+        return st
+
+    def _recover(self, run: Path, err: LearnerLost) -> dict:
+        """Rebuild the learner group and continue from the last good checkpoint (steps after it replay
+        with the same seeds)."""
+        t = self.cfg.topology
+        if self.faults["fault/learner_restarts"] >= t.max_learner_restarts:
+            raise RuntimeError(f"{err}; topology.max_learner_restarts={t.max_learner_restarts} already used. "
+                               f"The checkpoints under {run / 'checkpoints'} are intact: continue with "
+                               "`conrec run --config ... --resume`") from err
+        self.faults["fault/learner_restarts"] += 1
+        log.warning("%s; rebuilding the learner group (restart %d) and resuming from the last checkpoint",
+                    err, self.faults["fault/learner_restarts"])
+        for a in self.learners:
+            ray.kill(a, no_restart=True)
+        self._start_learners()
+        st = self._load_state(run)
+        if st is None:
+            raise RuntimeError(f"{err}, and no checkpoint under {run / 'checkpoints'} verifies") from err
+        return st
 
     def _checkpoint(self, run: Path, st: dict) -> None:
         """Learner state (all ranks: weights, optimizer, scheduler) + driver state, manifest written last."""
@@ -240,9 +337,10 @@ class Driver:
         from trainer.checkpoint import step_dir, write_manifest
 
         d = step_dir(run, self.step)
-        ray.get([a.save_state.remote(str(d / "ds")) for a in self.learners])
+        (d / "manifest.json").unlink(missing_ok=True)  # rewriting a step (its stage ended): unsealed until done
+        self._get_learners([a.save_state.remote(str(d / "ds")) for a in self.learners], "checkpoint")
         write_json_atomic({**st, "step": self.step, "rng": self.rng.bit_generator.state}, d / "driver.json")
-        write_manifest(d, {"step": self.step})
+        write_manifest(d, {"step": self.step}, keep=self.cfg.grpo.keep_checkpoints)
 
     def _load_state(self, run: Path) -> dict | None:
         import json
@@ -258,6 +356,7 @@ class Driver:
         self.sync()
         self.step = st.pop("step")
         self.rng.bit_generator.state = st.pop("rng")
+        self.mlog.truncate(self.step)  # the steps after the checkpoint are replayed, not logged twice
         log.info("resumed GRPO from %s: step %d, stage %d, attempt %d", ck, self.step, st["stage_idx"], st["attempt"])
         return st
 

@@ -6,6 +6,8 @@ import os
 
 import ray
 
+from cluster.faults import maybe_fail
+
 
 @ray.remote
 class LearnerActor:
@@ -24,6 +26,7 @@ class LearnerActor:
         return True
 
     def update(self, batch, kl_coef: float) -> dict:
+        maybe_fail("learner_update")
         return self.learner.update(batch, kl_coef)
 
     def greedy_codes(self, prompts) -> list:
@@ -64,11 +67,13 @@ class LearnerActor:
 
 
 def free_port_on_node() -> tuple[str, int]:
-    """Run inside a Ray task on the node of rank 0: its IP and a free port."""
+    """Run inside a Ray task on the node of rank 0: its IP (the address Ray uses, 127.0.0.1 for a local
+    run) and a free port there."""
     import socket
 
     from ray.util import get_node_ip_address
 
+    ip = get_node_ip_address()
     with socket.socket() as s:
-        s.bind(("", 0))
-        return get_node_ip_address(), s.getsockname()[1]
+        s.bind((ip, 0))
+        return ip, s.getsockname()[1]

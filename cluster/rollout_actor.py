@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ray
 
+from cluster.faults import maybe_fail
+
 
 @ray.remote
 class RolloutActor:
@@ -23,6 +25,7 @@ class RolloutActor:
             raise ValueError(f"rollout engine must be 'vllm' or 'hf', got {engine!r}")
 
     def generate(self, prompts, sampling):
+        maybe_fail("rollout_generate")
         return self.engine.generate(prompts, sampling)
 
     def update_weights(self, named_tensors) -> float:

@@ -14,7 +14,6 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -69,6 +68,7 @@ def stage_grpo(cfg: RunConfig, data, split, sid_dir: Path, sft_dir: Path, run: P
     from trainer.metrics_log import MetricsLog
 
     from cluster.driver import Driver
+    from cluster.ray_local import init_local_ray
 
     final = run / "final"
     if (final / "conrec.json").exists():
@@ -90,8 +90,7 @@ def stage_grpo(cfg: RunConfig, data, split, sid_dir: Path, sft_dir: Path, run: P
         if cfg.topology.ray_address:
             ray.init(address=cfg.topology.ray_address)
         else:
-            ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, log_to_driver=True,
-                     _temp_dir=tempfile.mkdtemp(prefix="cr_run_", dir="/tmp"))
+            init_local_ray(max(2, os.cpu_count() or 2), cfg.topology.bind_host, log_to_driver=True, prefix="cr_run_")
             started = True
     mlog = MetricsLog(run / "grpo", append=resume)
     try:
@@ -139,8 +138,11 @@ def write_report(cfg: RunConfig, results: dict, records: list, run: Path, second
     log.info("[5/5] report → %s", run / "report.md")
     k = cfg.k
     keys = [f"HR@{k}", f"FHR@{k}", f"LUF@{k}", f"LIF@{k}", "CandAcc"]
+    mfile = run / "grpo" / "metrics.jsonl"
+    last = json.loads(mfile.read_text().splitlines()[-1]) if mfile.exists() and mfile.stat().st_size else {}
+    faults = {n: v for n, v in last.items() if n.startswith("fault/")}  # restarts survived by the last GRPO process
     report = {"dataset": cfg.data, "k": k, "results": results, "curriculum": records, "seconds": seconds,
-              "config": to_dict(cfg)}
+              "faults": faults, "config": to_dict(cfg)}
     write_json_atomic(report, run / "report.json")
     lines = [f"# conrec run — {cfg.data}", "", f"K = {k}; wall time {seconds / 60:.1f} min.", "",
              "| method | " + " | ".join(keys) + " | alignment_acc |", "|---" * (len(keys) + 2) + "|"]
@@ -152,9 +154,10 @@ def write_report(cfg: RunConfig, results: dict, records: list, run: Path, second
         for s in records:
             lines.append(f"| {s['stage']} | {s.get('attempt', '')} | {s.get('kl_coef', '')} | {s['val']:.4f} | "
                          f"{s['accepted']} |")
-    mfile = run / "grpo" / "metrics.jsonl"
     if mfile.exists():
         rows = [json.loads(x) for x in mfile.read_text().splitlines()]
+        if any(faults.values()):
+            lines += ["", "Actor restarts survived: " + ", ".join(f"{n[6:]} {int(v)}" for n, v in faults.items())]
         fig, ax = plt.subplots(1, 3, figsize=(13, 3.5))
         for a, key in zip(ax, ("reward/mean", "actor/kl", "timing/generate")):
             xs = [r["step"] for r in rows if key in r]

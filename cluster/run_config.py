@@ -28,6 +28,13 @@ class TopologyConfig:
     placement_strategy: str = "PACK"
     """Ray placement-group strategy for the rollout and learner bundles (PACK, SPREAD, STRICT_PACK, …)."""
     placement_timeout_s: float = 120.0
+    bind_host: str = "127.0.0.1"
+    """Where a local Ray and the learners' rendezvous listen; '0.0.0.0' exposes them. A cluster given by
+    ray_address keeps its own settings."""
+    max_actor_restarts: int = 3
+    """A rollout actor that dies is restarted by Ray up to this many times; its shard is regenerated."""
+    max_learner_restarts: int = 1
+    """A lost learner rank ends the step; the group is rebuilt from the last checkpoint this many times."""
 
 
 @dataclass
@@ -43,7 +50,9 @@ class GRPOConfig:
     """Weights go from learner rank 0 to the engines in buckets of about this size."""
     sync_timeout_s: float = 120.0
     save_every: int = 0
-    """Checkpoint the GRPO state every N steps (it is always saved at each stage boundary)."""
+    """Checkpoint the GRPO state every N steps (it is always saved at the start and at each stage boundary)."""
+    keep_checkpoints: int = 3
+    """Newest GRPO checkpoints kept (older ones are deleted); ≥ 2 leaves one to fall back to. 0 = all."""
     max_total_steps: int = 0
     """Stop after this many GRPO steps (a budget; `--resume` continues). 0 = run the whole curriculum."""
     verify_sync_every: int = 0

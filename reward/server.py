@@ -2,8 +2,11 @@
 
 The ground truth and the SID index go into the object store once and reach every actor by
 reference at construction; a call ships only sample ids and generated outputs. A batch is split
-into one contiguous shard per actor, scored in parallel, and merged back in order. Actors restart
-on failure (Ray's policy, `max_restarts`) and a batch has a deadline.
+into one contiguous shard per actor, scored in parallel, and merged back in order. A batch has a
+deadline. An actor that dies mid-batch is restarted by Ray (`max_restarts`) and only its shard is
+resubmitted, so no sample is lost or scored twice; every restart is logged and counted
+(`fault/reward_restarts`). An exception raised *by* the scorer (a plug-in bug, bad input) is not a
+fault to retry: it fails the step with its own message.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 import numpy as np
 import ray
 
+from cluster.faults import actor_lost, maybe_fail, wait_restarted
 from reward.ground_truth import GroundTruth
 from reward.scorer import RewardConfig, RewardScorer
 
@@ -31,6 +35,7 @@ class RewardWorker:
         self.scorer = RewardScorer(cfg, gt, index, token_to_code)
 
     def score(self, sample_ids, outputs) -> dict:
+        maybe_fail("reward_score")
         return self.scorer.score(sample_ids, outputs)
 
     def ping(self) -> int:
@@ -42,9 +47,11 @@ class RewardServer:
                  num_cpus_per_worker: float = 0.5):
         self.cfg = cfg
         refs = [ray.put(x) for x in (gt, index, token_to_code)]
-        opts = dict(num_cpus=num_cpus_per_worker, max_restarts=cfg.max_restarts, max_task_retries=cfg.max_restarts)
+        # Ray restarts a dead actor; the server, not Ray, resubmits the lost shard, so it can count it
+        opts = dict(num_cpus=num_cpus_per_worker, max_restarts=cfg.max_restarts, max_task_retries=0)
         self.workers = [RewardWorker.options(**opts).remote(cfg, *refs) for _ in range(cfg.num_workers)]
         ray.get([w.ping.remote() for w in self.workers], timeout=cfg.batch_timeout_s)
+        self.restarts = 0
 
     def score(self, sample_ids, outputs) -> dict:
         t0 = time.perf_counter()
@@ -53,14 +60,32 @@ class RewardServer:
         bounds = np.linspace(0, n, len(self.workers) + 1).astype(int)
         shards = [(w, lo, hi) for w, lo, hi in zip(self.workers, bounds[:-1], bounds[1:]) if hi > lo]
         refs = [w.score.remote(sample_ids[lo:hi], list(outputs[lo:hi])) for w, lo, hi in shards]
-        try:
-            parts = ray.get(refs, timeout=self.cfg.batch_timeout_s)
-        except ray.exceptions.GetTimeoutError:
-            for r in refs:
-                ray.cancel(r)
-            raise RewardTimeout(f"reward server: a batch of {n} was not scored within {self.cfg.batch_timeout_s}s "
-                                f"by {len(shards)} actor(s); raise reward.batch_timeout_s or check plug-in timeouts")
-        return merge(parts, n, time.perf_counter() - t0)
+        deadline = t0 + self.cfg.batch_timeout_s
+        parts: list = [None] * len(shards)
+        tries = [0] * len(shards)
+        for i in range(len(shards)):
+            while parts[i] is None:
+                try:
+                    parts[i] = ray.get(refs[i], timeout=max(deadline - time.perf_counter(), 0.001))
+                except ray.exceptions.GetTimeoutError:
+                    for r in refs[i:]:
+                        ray.cancel(r)
+                    raise RewardTimeout(f"reward server: a batch of {n} was not scored within "
+                                        f"{self.cfg.batch_timeout_s}s by {len(shards)} actor(s); raise "
+                                        "reward.batch_timeout_s or check plug-in timeouts") from None
+                except Exception as e:
+                    if not actor_lost(e) or tries[i] >= self.cfg.max_restarts:
+                        raise
+                    w, lo, hi = shards[i]
+                    tries[i] += 1
+                    self.restarts += 1
+                    log.warning("reward actor %d died scoring samples [%d, %d) (%s); restart %d, resubmitting "
+                                "its shard", i, lo, hi, type(e).__name__, self.restarts)
+                    wait_restarted(w, max(deadline - time.perf_counter(), 1.0), probe="ping")
+                    refs[i] = w.score.remote(sample_ids[lo:hi], list(outputs[lo:hi]))
+        out = merge(parts, n, time.perf_counter() - t0)
+        out["metrics"]["fault/reward_restarts"] = float(self.restarts)
+        return out
 
 
 def merge(parts: list[dict], n: int, seconds: float) -> dict:

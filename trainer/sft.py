@@ -63,6 +63,8 @@ class SFTConfig:
     val_frac: float = 0.05
     save_every: int = 0
     """Also checkpoint every N steps (0 = at the end of each epoch only)."""
+    keep_checkpoints: int = 3
+    """Newest checkpoints kept; ≥ 2 leaves a good one to fall back to if the newest is corrupted. 0 = all."""
     seed: int = 0
     progress: bool = True
 
@@ -235,7 +237,7 @@ def train(cfg: SFTConfig, resume: bool = False) -> dict:
         if world > 1:
             dist.barrier()
         if rank == 0:
-            write_manifest(d, {"step": step, "epoch": epoch, "batches_done": batches_done})
+            write_manifest(d, {"step": step, "epoch": epoch, "batches_done": batches_done}, keep=cfg.keep_checkpoints)
 
     per_step = cfg.micro_batch * cfg.grad_accum * world
     done = False

