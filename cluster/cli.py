@@ -32,12 +32,27 @@ def main(argv: list[str] | None = None) -> int:
     mod = importlib.import_module(commands[argv[0]][0])
     try:
         return int(mod.main(argv[1:]) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:  # bad input/config: the message says where and how to fix
-        if os.environ.get("CONREC_DEBUG"):
+    except Exception as e:
+        cause = user_error(e)
+        if cause is None or os.environ.get("CONREC_DEBUG"):
             raise
-        print(f"conrec {argv[0]}: error: {e}", file=sys.stderr)
+        print(f"conrec {argv[0]}: error: {cause}", file=sys.stderr)
         print("  (set CONREC_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
+
+
+def user_error(e: BaseException) -> BaseException | None:
+    """The user-facing error behind `e` (bad data, config, paths, a failing reward plug-in, also when
+    raised inside a Ray actor), whose message already says where and how to fix; None for a bug."""
+    from reward.plugins import PluginError
+
+    kinds = (ValueError, FileNotFoundError, FileExistsError, PluginError)
+    seen = e
+    while seen is not None:
+        if isinstance(seen, kinds):
+            return getattr(seen, "cause", None) if isinstance(getattr(seen, "cause", None), kinds) else seen
+        seen = seen.__cause__
+    return None
 
 
 if __name__ == "__main__":

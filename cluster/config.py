@@ -52,7 +52,9 @@ def build(cls: type[T], yaml_text: str | None = None, overrides: list[str] | Non
         merged = OmegaConf.merge(base, *layers)
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
-        raise ConfigError(f"bad config value: {e}".splitlines()[0]) from None
+        key = getattr(e, "full_key", None)
+        where = f" for {key!r}" if key else ""
+        raise ConfigError(f"bad config value{where}: {str(e).splitlines()[0]}") from None
 
 
 def to_dict(cfg: Any) -> dict:

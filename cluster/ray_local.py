@@ -1,8 +1,11 @@
 """Starting a Ray of our own (no cluster address given): loopback-only, own temp dir, no dashboard.
 
-Every Ray port this starts (GCS, raylet, object manager, workers) binds to `host`, 127.0.0.1 by
-default, so a run on a shared machine exposes nothing; pass '0.0.0.0' (topology.bind_host) to open
-it. The temp dir is short because Ray's unix sockets cap at 107 characters.
+Every Ray port this starts (GCS, raylet, object manager, workers) binds to the node address, and
+Ray maps a requested 127.0.0.1 to the machine's routable IP unless it runs as a single-machine
+"non-cluster" Ray (its default on macOS and Windows, `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`). For a
+loopback `host` (the default, topology.bind_host) that mode is switched on, so a run on a shared
+machine exposes nothing; any other host (e.g. the node's IP) is passed through. The temp dir is
+short because Ray's unix sockets cap at 107 characters.
 """
 
 from __future__ import annotations
@@ -13,7 +16,12 @@ import tempfile
 
 def init_local_ray(num_cpus: int, host: str = "127.0.0.1", log_to_driver: bool = False, prefix: str = "cr_"):
     import ray
+    from ray._private import ray_constants
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    # read at import by Ray's processes (env, inherited) and already imported here (the constant)
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0" if loopback else "1"
+    ray_constants.ENABLE_RAY_CLUSTER = not loopback
     return ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host=host, _node_ip_address=host,
                     log_to_driver=log_to_driver, _temp_dir=tempfile.mkdtemp(prefix=prefix, dir="/tmp"))

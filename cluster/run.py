@@ -66,6 +66,7 @@ def stage_grpo(cfg: RunConfig, data, split, sid_dir: Path, sft_dir: Path, run: P
     from reward.ground_truth import build_ground_truth
     from sid.index import SidIndex
     from trainer.metrics_log import MetricsLog
+    from trainer.models import check_model_dir
 
     from cluster.driver import Driver
     from cluster.ray_local import init_local_ray
@@ -75,6 +76,7 @@ def stage_grpo(cfg: RunConfig, data, split, sid_dir: Path, sft_dir: Path, run: P
         return final, json.loads((run / "grpo" / "stages.json").read_text())
     log.info("[3/5] progressive GRPO on Ray")
     index = SidIndex.load(sid_dir)
+    check_model_dir(sft_dir, index.level_sizes)  # before any actor loads it
     examples = training_examples(split, max_context=max(cfg.grpo.max_context_items * 3, 50))
     gt = build_ground_truth(examples, split, cfg.grpo.reward.swing_n)
     val = carve_validation(split)
@@ -192,6 +194,9 @@ def run_pipeline(cfg: RunConfig, resume: bool = False) -> dict | None:
     split = make_split(data, cfg.split)
     log.info("data: %s; %d test users", data.report.summary().replace("\n", "; "), len(split.test))
     sid_dir = stage_sids(cfg, data, run)
+    from sid.index import SidIndex
+
+    SidIndex.load(sid_dir).check_catalogue(data.items["item_id"].to_numpy())  # a resumed run on other data
     sft_dir = stage_sft(cfg, sid_dir, run)
     models = {"sft_only": sft_dir}
     records = []

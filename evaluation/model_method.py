@@ -28,6 +28,9 @@ def load_model_dir(checkpoint: str, sid_dir: str = ""):
         raise FileNotFoundError(f"{ck} has no conrec.json naming its SIDs; pass --sid-dir")
     tok = AutoTokenizer.from_pretrained(ck)
     model = AutoModelForCausalLM.from_pretrained(ck, dtype=torch.float32).eval()
+    from trainer.models import check_tokenizer_fits
+
+    check_tokenizer_fits(tok, model.get_input_embeddings().num_embeddings, str(ck))
     index = SidIndex.load(sid_dir)
     ctx = ContextConfig(**card["context"]) if "context" in card else ContextConfig()
     return model, tok, index, ctx

@@ -17,7 +17,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+import logging
+
 from feedback.dataset import FeedbackData
+from feedback.schema import DataValidationError
+
+log = logging.getLogger(__name__)
 
 DAY = 86_400
 
@@ -100,6 +105,17 @@ def make_split(data: FeedbackData, cfg: SplitConfig | None = None) -> Split:
         t_cut = after.groupby("uidx", sort=False)["timestamp"].transform("first")
     win = after[after["timestamp"].to_numpy() < t_cut.to_numpy() + horizon]
     test_uidx = np.unique(win.loc[win["fb"] == -1, "uidx"].to_numpy())
+    if len(test_uidx) == 0:
+        n_neg = int((ev["fb"] == -1).sum())
+        raise DataValidationError(
+            data.name, f"no user has a negative event in the {cfg.horizon_days:g}-day window after their cutoff, "
+            f"so there is nothing to predict or reward ({n_neg} negative events in {len(ev)} events of "
+            f"{data.n_users} users)",
+            "check the feedback labels (a loader's neg= threshold, the 'feedback' column's 'negative' rows) or "
+            "widen split.horizon_days / lower split.context_frac", column="feedback")
+    if len(test_uidx) < data.n_users:
+        log.info("%d of %d users have no negative after their cutoff and are not test users",
+                 data.n_users - len(test_uidx), data.n_users)
 
     rng = np.random.default_rng(cfg.seed)
     ctx_groups = dict(tuple(train.groupby("uidx", sort=False)))

@@ -68,3 +68,16 @@ def test_scorer_errors_are_not_retried(ray_local):
     with pytest.raises(ValueError, match="sample ids must lie"):
         server.score(np.array([0, 99]), [S0, S1])  # 99 is no training example
     assert server.restarts == 0
+
+
+def test_local_ray_listens_on_loopback_only(ray_local):
+    import psutil
+
+    node = ray_local.nodes()[0]
+    assert node["NodeManagerAddress"] == "127.0.0.1"
+    assert ray_local.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+    ours = {p.pid for p in psutil.Process().children(recursive=True)} | {os.getpid()}
+    listening = [(c.pid, c.laddr.ip) for c in psutil.net_connections("inet")
+                 if c.status == psutil.CONN_LISTEN and c.pid in ours]
+    assert len(listening) >= 3  # GCS, raylet, workers
+    assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for _, ip in listening), listening

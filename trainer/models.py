@@ -99,3 +99,26 @@ def save_tiny_model(out_dir: str | Path, texts: Iterable[str], cfg: TinyModelCon
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def check_tokenizer_fits(tokenizer, vocab_rows: int, where: str) -> None:
+    """A tokenizer must belong to the model it drives: ids beyond the embedding rows would index past
+    the table (a crash on GPU, silent garbage elsewhere). `vocab_rows` = the model's vocab_size."""
+    if len(tokenizer) > vocab_rows:
+        raise ValueError(f"{where}: the tokenizer has {len(tokenizer)} tokens but the model's embedding has "
+                         f"{vocab_rows} rows, so they do not belong together. Save model and tokenizer from the "
+                         "same run (`save_pretrained` both into one folder), or resize the model's embeddings.")
+
+
+def check_model_dir(model_dir, level_sizes: list[int]) -> None:
+    """Before a run starts actors on `model_dir`: its tokenizer fits its weights and holds the SID tokens."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from rollout.constrained import SidTokenMap
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    check_tokenizer_fits(tok, AutoConfig.from_pretrained(model_dir).vocab_size, str(model_dir))
+    try:
+        SidTokenMap(tok, level_sizes)
+    except ValueError as e:
+        raise ValueError(f"{model_dir}: {e}; the SID folder and the model come from different runs") from None

@@ -1,0 +1,160 @@
+"""Bad input, as a table: each case gets one clear error that says what, where and how to fix it.
+
+Data and config cases go through the `conrec` command line (exit code 2, one error line, no
+traceback); library-level cases (plug-ins, model folders, SID tables) call the check that guards them.
+docs/RELIABILITY.md lists the same table.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cluster.cli import main as conrec
+from tests.conftest import ROOT
+
+
+def log_folder(tmp_path, events=None, items=None, raw_events: bytes | None = None):
+    d = tmp_path / "log"
+    d.mkdir()
+    items = items if items is not None else pd.DataFrame({"item_id": [1, 2, 3], "title": ["a", "b", "c"]})
+    items.to_parquet(d / "items.parquet")
+    if raw_events is not None:
+        (d / "events.parquet").write_bytes(raw_events)
+    else:
+        events.to_parquet(d / "events.parquet")
+    return f"parquet:{d}"
+
+
+def events(n_users=4, fb=("negative", "positive", "negative", "neutral")):
+    rows = [(u, 1 + (t % 3), 1_000_000 + 86_400 * t, fb[t % len(fb)]) for u in range(n_users) for t in range(8)]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "feedback"])
+
+
+CLI_CASES = {
+    "malformed Parquet": (lambda t: ["data", "stats", "--data", log_folder(t, raw_events=b"PAR1 garbage")],
+                          r"cannot read Parquet \(.*\)\. Fix: rewrite"),
+    "wrong column type": (lambda t: ["data", "stats", "--data", log_folder(
+        t, events().assign(timestamp=lambda f: f.timestamp.astype(str) + "s"))],
+                          r"column 'timestamp'.*must be numbers of seconds.*Fix: convert"),
+    "empty dataset": (lambda t: ["data", "stats", "--data", log_folder(t, events().iloc[:0])], r"no events"),
+    "no user has a negative": (lambda t: ["data", "split", "--out", str(t / "s"), "--data", log_folder(
+        t, events(fb=("positive", "neutral")))],
+                               r"no user has a negative event in the 7-day window.*Fix: check the feedback labels"),
+    "unknown config key": (lambda t: ["run", "--config", str(ROOT / "configs/demo.yaml"), f"run_dir={t / 'r'}",
+                                      "grpo.prompt_per_step=4"],
+                           r"unknown config key 'grpo.prompt_per_step'; valid keys at 'grpo.': prompts_per_step"),
+    "unknown key in a YAML": (lambda t: ["run", "--config", str(yaml(t, "topology:\n  rollout_actor: 2\n"))],
+                              r"unknown config key 'topology.rollout_actor'; valid keys at 'topology.': rollout_actors"),
+    "ill-typed config value": (lambda t: ["run", "--config", str(ROOT / "configs/demo.yaml"),
+                                          "grpo.prompts_per_step=many"], r"bad config value for .grpo.prompts_per_step.: Value .many. of type .str. could not be converted to Integer"),
+    "unknown data kind": (lambda t: ["data", "stats", "--data", "csv:/tmp/x"], r"unknown kind 'csv'"),
+}
+
+
+def yaml(tmp_path, text):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("case", list(CLI_CASES))
+def test_cli_bad_input(case, tmp_path, capsys):
+    argv, want = CLI_CASES[case]
+    assert conrec(argv(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    import re
+
+    assert re.search(want, err), err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()  # nothing half-written
+
+
+def test_users_without_negatives_are_skipped_and_counted(tmp_path, caplog):
+    import logging
+
+    from feedback.loaders import load
+    from feedback.split import make_split
+
+    ev = pd.concat([events(3), events(1, fb=("positive",)).assign(user_id=99)])
+    with caplog.at_level(logging.INFO):
+        split = make_split(load(log_folder(tmp_path, ev)))
+    assert 99 not in set(split.test.user_id) and len(split.test) == 3
+    assert "1 of 4 users have no negative after their cutoff" in caplog.text
+
+
+PLUGINS = """
+import math, time
+def boom(data_source, solution_str, ground_truth, extra_info=None):
+    raise KeyError("no such user")
+def hang(data_source, solution_str, ground_truth, extra_info=None):
+    time.sleep(5)
+def nan(data_source, solution_str, ground_truth, extra_info=None):
+    return math.nan
+"""
+
+
+@pytest.mark.parametrize("fn, kind, want", [
+    ("boom", "raised", r"reward plug-in '.*:boom': raised on sample 0: KeyError: 'no such user'"),
+    ("hang", "timeout", r"reward plug-in '.*:hang': timeout on sample 0"),
+    ("nan", "nonfinite", r"reward plug-in '.*:nan': nonfinite on sample 0"),
+])
+def test_reward_plugin_raises_hangs_or_returns_nan(fn, kind, want, tmp_path):
+    from reward.plugins import PluginError
+    from reward.scorer import RewardConfig, RewardScorer, RewardTerm
+    from tests.test_reward import GT, INDEX, S0
+
+    (tmp_path / "plug.py").write_text(PLUGINS)
+    term = RewardTerm(f"{tmp_path / 'plug.py'}:{fn}", timeout_s=0.3)
+    with pytest.raises(PluginError, match=want) as e:
+        RewardScorer(RewardConfig(terms=[term]), GT, INDEX).score([0], [S0])
+    assert e.value.kind == kind
+    from cluster.cli import user_error
+
+    assert user_error(RuntimeError("in an actor").with_traceback(None)) is None  # a bug stays a traceback
+    wrapped = RuntimeError("ray task failed")
+    wrapped.__cause__ = e.value
+    assert user_error(wrapped) is e.value  # a plug-in's error raised in a Ray actor is shown as the CLI error
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    from trainer.models import TinyModelConfig, build_tiny_qwen2, build_tokenizer
+
+    d = tmp_path_factory.mktemp("m")
+    tok = build_tokenizer(["user disliked liked next"], ["<a_0>", "<a_1>", "<b_0>", "<b_1>"], vocab_size=300)
+    model = build_tiny_qwen2(len(tok), TinyModelConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                                       num_key_value_heads=2), tok)
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    return d, tok
+
+
+def test_tokenizer_model_mismatch(tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from trainer.models import check_model_dir
+
+    d, tok = tiny_model_dir
+    check_model_dir(d, [2, 2])  # the folder as written is consistent
+    bigger = AutoTokenizer.from_pretrained(d)
+    bigger.add_tokens([f"<extra_{i}>" for i in range(40)])
+    mixed = tmp_path / "mixed"
+    import shutil
+
+    shutil.copytree(d, mixed)
+    bigger.save_pretrained(mixed)
+    with pytest.raises(ValueError, match=rf"the tokenizer has {len(bigger)} tokens but the model's embedding has "
+                                         rf"\d+ rows, so they do not belong together"):
+        check_model_dir(mixed, [2, 2])
+    with pytest.raises(ValueError, match=r"tokenizer lacks SID tokens of level 0.*different runs"):
+        check_model_dir(d, [3, 2])  # SIDs with a third first-level code the tokenizer never saw
+
+
+def test_sid_table_that_does_not_match_the_catalogue():
+    from sid.index import SidIndex
+
+    idx = SidIndex(np.array([1, 2, 3]), np.array([[0, 0], [0, 1], [1, 0]]), np.zeros((2, 2, 4), np.float32))
+    idx.check_catalogue([1, 2, 3])
+    with pytest.raises(ValueError, match=r"SID table does not match the catalogue: 3 coded items vs 4 items "
+                                         r"\(1 without a code\)\. Rebuild with `conrec sid build`"):
+        idx.check_catalogue([1, 2, 3, 4])
