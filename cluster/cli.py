@@ -15,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": ("cluster.run", "the whole pipeline: SIDs → SFT → progressive GRPO on Ray → evaluation → report"),
         "sft": ("trainer.sft", "context-understanding SFT (translation, alignment, warm-up) on DeepSpeed"),
         "eval": ("evaluation.cli", "evaluate a method (pop, swing, random) under the protocol"),
+        "bench": ("bench.run", "benchmarks: rollout, reward, learner, weight_sync, e2e, ... (docs/BENCHMARKS.md)"),
     }
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         p = argparse.ArgumentParser(prog="conrec", description="CoNRec: RL post-training for negative feedback")

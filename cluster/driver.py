@@ -68,6 +68,11 @@ class Driver:
             t.rollout_engine, model_dir, sid_dir, cfg.seed + i) for i in range(t.rollout_actors)]
         self._start_learners()
         ray.get([r.ready.remote() for r in self.rollouts])
+        from cluster.weight_sync import make_sync
+
+        g = cfg.grpo
+        self.weights = make_sync(g.sync_transport, self.learners, self.rollouts, g.sync_bucket_mb, g.sync_timeout_s,
+                                 g.learner.zero_stage == 3, g.sync_backend)
         self.rng = np.random.default_rng(cfg.seed)
         self.step = 0
         self.faults = {"fault/rollout_restarts": 0, "fault/learner_restarts": 0}
@@ -108,6 +113,7 @@ class Driver:
     def train_step(self, ctx: ContextConfig, kl_coef: float) -> dict:
         g = self.cfg.grpo
         timing = {}
+        t_step = time.perf_counter()
         ids = self.rng.choice(len(self.ex), min(g.prompts_per_step, len(self.ex)), replace=False)
         prompts = [build_context(self.ex.ctx_items.iat[i], self.ex.ctx_fb.iat[i], self.ex.ctx_ts.iat[i],
                                  int(self.ex.t_cut.iat[i]), self.index.sid, ctx) for i in ids]
@@ -150,6 +156,7 @@ class Driver:
         score = rew["score"].reshape(-1, g.sampling.n)
         m["reward/group_std"] = float(score.std(1).mean())
         m.update(timing)
+        m["timing/step"] = time.perf_counter() - t_step
         m.update({k: float(v) for k, v in self.faults.items()})
         self.step += 1
         return m
@@ -180,6 +187,7 @@ class Driver:
                                 "regenerating its %d prompts", i, self.step + 1, type(e).__name__,
                                 self.faults["fault/rollout_restarts"], len(c[0]))
                     wait_restarted(self.rollouts[i], t.placement_timeout_s)
+                    self.weights.reset(self.learners, self.rollouts)  # a collective group lost a member
                     self.sync([self.rollouts[i]])  # a restarted engine holds the SFT weights
                     ref = self.rollouts[i].generate.remote(*c)
         return [grp for part in parts for grp in part]
@@ -210,30 +218,15 @@ class Driver:
         return True
 
     def sync(self, targets: list | None = None) -> float:
-        """Learner rank 0's weights → every rollout engine (or `targets`), bucket by bucket; returns the
-        engines' seconds."""
-        g = self.cfg.grpo
-        targets = self.rollouts if targets is None else targets
-        weights = self._get_learners([self.learners[0].named_weights.remote()], "weight sync")[0]
-        limit = g.sync_bucket_mb * 2**20
-        buckets, cur, size = [], [], 0
-        for name, tensor in weights:
-            nbytes = tensor.numel() * tensor.element_size()
-            if cur and size + nbytes > limit:
-                buckets.append(cur)
-                cur, size = [], 0
-            cur.append((name, tensor))
-            size += nbytes
-        buckets.append(cur)
-        spent = 0.0
-        for b in buckets:
-            ref = ray.put(b)
-            try:
-                spent += max(ray.get([r.update_weights.remote(ref) for r in targets], timeout=g.sync_timeout_s))
-            except ray.exceptions.GetTimeoutError:
-                raise RuntimeError(f"weight sync: a bucket of {len(b)} tensors did not reach every rollout actor "
-                                   f"within {g.sync_timeout_s}s (grpo.sync_timeout_s)") from None
-        self.n_buckets = len(buckets)
+        """Learner rank 0's weights → every rollout engine (or `targets`), bucket by bucket (the transport of
+        `grpo.sync_transport`); returns the engines' seconds."""
+        try:
+            spent, self.n_buckets = self.weights.sync(targets)
+        except Exception as e:
+            lost = [i for i, a in enumerate(self.learners) if actor_lost(e) and _is_dead(a)]
+            if lost:
+                raise LearnerLost(f"learner rank {lost[0]} was lost during weight sync at step {self.step + 1}") from e
+            raise
         return spent
 
     # ------------------------------------------------------------------ the curriculum
@@ -326,6 +319,7 @@ class Driver:
         for a in self.learners:
             ray.kill(a, no_restart=True)
         self._start_learners()
+        self.weights.reset(self.learners, self.rollouts)
         st = self._load_state(run)
         if st is None:
             raise RuntimeError(f"{err}, and no checkpoint under {run / 'checkpoints'} verifies") from err
@@ -375,3 +369,12 @@ class Driver:
         ref = ray.put(weights)
         ray.get([a.load_weights.remote(ref) for a in self.learners])
         ray.get([r.update_weights.remote(ref) for r in self.rollouts])
+
+
+def _is_dead(actor) -> bool:
+    """The GCS's record of the actor (asking the actor itself would queue behind its blocked call; the state
+    API needs the dashboard, which a local run does not start)."""
+    from ray._private.state import actors
+
+    info = actors(actor._actor_id.hex())
+    return not info or info["State"] == "DEAD"

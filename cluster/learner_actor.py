@@ -41,6 +41,32 @@ class LearnerActor:
     def named_weights(self):
         return self.learner.named_weights()
 
+    # the collective weight-sync group (cluster.weight_sync): rank 0 of it is learner rank 0
+    def free_port(self) -> tuple[str, int]:
+        return free_port_on_node()
+
+    def default_sync_backend(self) -> str:
+        from trainer.distributed import backend
+
+        return backend()
+
+    def join_sync_group(self, rank: int, addr: str, port: int, world: int, backend: str, timeout_s: float) -> bool:
+        from cluster.weight_sync import SyncGroup
+
+        self.sync_group = SyncGroup(addr, port, rank, world, backend, timeout_s)
+        return True
+
+    def weight_meta(self) -> list:
+        from cluster.weight_sync import tensor_meta
+
+        return tensor_meta(self.learner.named_weights())
+
+    def send_weights(self, plan) -> None:
+        """Broadcast the weights bucket by bucket (rank 0); other ranks only join a ZeRO-3 gather."""
+        named = self.learner.named_weights(self.sync_group.device if self.learner.rank == 0 else "cpu")
+        if self.learner.rank == 0:
+            self.sync_group.send(named, plan)
+
     def save(self, out_dir: str) -> str:
         self.learner.engine.module.save_pretrained(out_dir)
         self.learner.tok.save_pretrained(out_dir)

@@ -31,5 +31,15 @@ class RolloutActor:
     def update_weights(self, named_tensors) -> float:
         return self.engine.update_weights(named_tensors)
 
+    def join_sync_group(self, rank: int, addr: str, port: int, world: int, backend: str, timeout_s: float) -> bool:
+        from cluster.weight_sync import SyncGroup
+
+        self.sync_group = SyncGroup(addr, port, rank, world, backend, timeout_s)
+        return True
+
+    def receive_weights(self, meta, plan) -> float:
+        """The collective transport: receive each broadcast bucket and load it; returns seconds loading."""
+        return self.sync_group.receive(meta, plan, self.engine.update_weights)
+
     def ready(self) -> bool:
         return True

@@ -46,6 +46,11 @@ class GRPOConfig:
     max_context_items: int = 20
     val_users: int = 200
     """Validation users for the curriculum's acceptance rule (carved from training data)."""
+    sync_transport: str = "object_store"
+    """How weights reach the engines: 'object_store' (Ray's object store) or 'collective' (a broadcast
+    group of learner rank 0 + the engines: NCCL on GPUs, gloo on CPU). See cluster/weight_sync.py."""
+    sync_backend: str = ""
+    """Backend of the collective group: '' = NCCL when CUDA is present, else gloo."""
     sync_bucket_mb: float = 64.0
     """Weights go from learner rank 0 to the engines in buckets of about this size."""
     sync_timeout_s: float = 120.0

@@ -28,28 +28,30 @@ def init_distributed(timeout_s: int = 600) -> tuple[int, int]:
                 "deepspeed launcher, or a conrec learner actor (which sets MASTER_ADDR/PORT, RANK, WORLD_SIZE)."
             )
     if not dist.is_initialized():
-        addr = os.environ["MASTER_ADDR"]
+        addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         if addr in ("127.0.0.1", "localhost") and "TORCHELASTIC_RUN_ID" not in os.environ:
-            # torch's rendezvous store listens on every interface; a local run keeps it on loopback
-            dist.init_process_group(backend(), store=_loopback_store(addr, timeout_s), rank=int(os.environ["RANK"]),
-                                    world_size=int(os.environ["WORLD_SIZE"]), timeout=timedelta(seconds=timeout_s))
+            # torch's own rendezvous store would listen on every interface; a local run keeps it on loopback
+            dist.init_process_group(backend(), store=make_store(addr, port, rank, world, timeout_s), rank=rank,
+                                    world_size=world, timeout=timedelta(seconds=timeout_s))
         deepspeed.init_distributed(dist_backend=backend(), timeout=timedelta(seconds=timeout_s))
     return dist.get_rank(), dist.get_world_size()
 
 
-def _loopback_store(addr: str, timeout_s: int):
-    """The rendezvous TCPStore; rank 0 serves it from a socket bound to `addr` only."""
+def make_store(addr: str, port: int, rank: int, world: int, timeout_s: float):
+    """A rendezvous TCPStore whose server (on rank 0) listens on `addr` only, not on every interface
+    as torch's default does."""
     import socket
 
     import torch.distributed as dist
 
-    port, rank, world = int(os.environ["MASTER_PORT"]), int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     kw = dict(world_size=world, timeout=timedelta(seconds=timeout_s))
     if rank != 0:
         return dist.TCPStore(addr, port, is_master=False, **kw)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
+    sock.bind((addr, port))
     sock.listen(128)
     return dist.TCPStore(addr, port, is_master=True, master_listen_fd=sock.detach(), **kw)  # the store owns the fd
 

@@ -146,10 +146,13 @@ class GRPOLearner:
         dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
         return t.tolist()
 
-    def named_weights(self) -> list[tuple[str, torch.Tensor]]:
-        """The policy's weights as (name, CPU tensor) pairs for the rollout engines (ZeRO-3: gathered)."""
+    def named_weights(self, device: str = "cpu") -> list[tuple[str, torch.Tensor]]:
+        """The policy's weights as (name, tensor) pairs for the rollout engines, on rank 0. Under ZeRO-3 the
+        gather is collective: every rank calls this, the others get []."""
         import deepspeed
 
         params = list(self.engine.module.parameters())
         with deepspeed.zero.GatheredParameters(params, enabled=self.cfg.zero_stage == 3):
-            return [(k, v.detach().to("cpu", copy=True)) for k, v in self.engine.module.state_dict().items()]
+            if self.rank != 0:
+                return []
+            return [(k, v.detach().to(device, copy=True)) for k, v in self.engine.module.state_dict().items()]
