@@ -3,11 +3,11 @@ transport (Ray object store vs a gloo/NCCL broadcast group) and bucketing (whole
 
 The real actors of a run: one DeepSpeed learner rank (ZeRO-2) and `--actors` vLLM rollout actors,
 moved by the driver's `cluster.weight_sync` exactly as in `conrec run`. Models are config-initialised
-Qwen2s sharing one tokenizer and SID set, from ~1.6M to ~94M parameters (`--sizes`). A figure is the
+Qwen2s sharing one tokenizer and SID set, from 0.5M to 86M parameters (vocabulary 4.9k, tied embeddings) (`--sizes`). A figure is the
 driver's wall time of one sync (median of `--repeats` after one warm-up that also forms the
 collective group), and the engines' share of it (loading the received tensors).
 
-    python -m bench.weight_sync [--sizes tiny,10M,40M,100M --actors 2 --bucket-mb 16]
+    python -m bench.weight_sync [--sizes 0.5M,6.5M,34M,86M --actors 2 --bucket-mb 16]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-SIZES = {"tiny": (128, 2), "10M": (384, 4), "40M": (640, 8), "100M": (1024, 8)}  # hidden, layers
+SIZES = {"0.5M": (128, 2), "6.5M": (384, 4), "34M": (640, 8), "86M": (1024, 8)}  # parameters: hidden, layers
 
 
 def build_model(work: str, name: str, tok_dir: str) -> tuple[str, int]:
@@ -41,7 +41,7 @@ def build_model(work: str, name: str, tok_dir: str) -> tuple[str, int]:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--sizes", default="tiny,10M,40M,100M")
+    p.add_argument("--sizes", default=",".join(SIZES))
     p.add_argument("--actors", type=int, default=2)
     p.add_argument("--bucket-mb", type=float, default=16.0)
     p.add_argument("--repeats", type=int, default=3)

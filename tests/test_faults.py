@@ -5,8 +5,8 @@ One uninterrupted tiny run is the reference. Against it:
   (os._exit in the actor process) finishes with the same model, bit for bit, and counts the restarts;
 - a run whose driver is SIGKILLed after a checkpoint and continued with `--resume` finishes with the
   same model and metrics, bit for bit;
-- a run whose weights reach the engines by the collective transport (a gloo broadcast group, small
-  buckets) instead of the object store, checked after every sync, finishes with the same model.
+- a run whose weights reach the engines through Ray's object store in small buckets instead of the
+  default collective broadcast group, checked after every sync, finishes with the same model.
 The runs share the reference's SIDs and SFT model (copied in; the pipeline skips finished stages).
 """
 
@@ -112,9 +112,9 @@ def test_killed_driver_resumes_to_the_same_model(reference, tmp_path):
     assert got == ref
 
 
-def test_collective_weight_sync_gives_the_same_run(reference, tmp_path):
-    run = seeded_from(reference, tmp_path / "collective")
-    p = subprocess.run(cmd(run, "--resume", "grpo.sync_transport=collective", "grpo.sync_bucket_mb=0.05",
+def test_object_store_weight_sync_gives_the_same_run(reference, tmp_path):
+    run = seeded_from(reference, tmp_path / "object_store")
+    p = subprocess.run(cmd(run, "--resume", "grpo.sync_transport=object_store", "grpo.sync_bucket_mb=0.05",
                            "grpo.verify_sync_every=1"), cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-5000:]
     rows = steps(run)

@@ -107,18 +107,26 @@ class GRPOLearner:
         # every rank must take the same number of optimizer steps (their gradients meet in all-reduce)
         n_micro = self._all_reduce([-(-n // self.cfg.micro_batch)], "max")[0]
         self.engine.train()
+        slices = []
         for chunk in np.array_split(np.arange(n), int(n_micro)):
             if len(chunk) == 0:
                 chunk = np.arange(1)  # a rank with fewer rows repeats one so the collectives line up
-            sl = slice(int(chunk[0]), int(chunk[-1]) + 1)
-            t_lp = time.perf_counter()
-            with torch.no_grad():
-                old, _ = self._logprobs(self.engine.module, ids[sl], att[sl], resp[sl], pos[sl], allowed[sl],
-                                        b.temperature)
-                ref = (self._logprobs(self.ref, ids[sl], att[sl], resp[sl], pos[sl], allowed[sl], b.temperature)[0]
-                       if self.ref is not None else None)
-            metrics["timing/logprob"] = metrics.get("timing/logprob", 0.0) + time.perf_counter() - t_lp
+            slices.append(slice(int(chunk[0]), int(chunk[-1]) + 1))
+        # old and reference log-probs of the whole batch before any optimizer step (PPO's "old" policy is
+        # the one that sampled). With one micro-step the old policy *is* the current one, so its
+        # log-probs are the policy forward's own, detached: one forward pass fewer per step.
+        t_lp = time.perf_counter()
+        olds, refs = [], []
+        with torch.no_grad():
+            for sl in slices:
+                olds.append(None if n_micro == 1 else self._logprobs(
+                    self.engine.module, ids[sl], att[sl], resp[sl], pos[sl], allowed[sl], b.temperature)[0])
+                refs.append(self._logprobs(self.ref, ids[sl], att[sl], resp[sl], pos[sl], allowed[sl],
+                                           b.temperature)[0] if self.ref is not None else None)
+        metrics["timing/logprob"] = time.perf_counter() - t_lp
+        for sl, old, ref in zip(slices, olds, refs):
             logp, ent = self._logprobs(self.engine, ids[sl], att[sl], resp[sl], pos[sl], allowed[sl], b.temperature)
+            old = logp.detach() if old is None else old
             mask = rmask[sl].to(logp.device)
             tokens, seqs = self._all_reduce([float(mask.sum()), float((mask.sum(-1) > 0).sum())], "sum")
             info = {"dp_size": self.world, "batch_num_tokens": tokens, "global_batch_size": seqs}
