@@ -4,10 +4,11 @@ Runs `conrec run --config CONFIG [overrides]` in a fresh run dir (or reads a fin
 `--run-dir`), then from its `grpo/metrics.jsonl`: the mean seconds per phase of a step (generate,
 reward, update = old/ref log-probs + loss + optimizer step, weight sync, the rest of the driver's
 step), GRPO steps/minute of training (steps / Σ step time) and of the whole run (GRPO steps / wall
-time including SIDs, SFT, validation and evaluation). Writes bench/results/e2e[_TAG].json and a
-stacked-bar plot of the phases (docs/img/step_phases[_TAG].png).
+time including SIDs, SFT, validation and evaluation). Writes bench/results/e2e_TAG.json and redraws
+docs/img/step_phases.png, one stacked bar per e2e result in bench/results.
 
     python -m bench.e2e [--config configs/demo.yaml] [--tag demo] [overrides...]
+    python -m bench.e2e --config configs/movielens.yaml --tag movielens --seed-from runs/ml100k
 """
 
 from __future__ import annotations
@@ -33,22 +34,30 @@ def breakdown(rows: list[dict]) -> dict:
     return out
 
 
-def plot(phases: dict, title: str, path: Path) -> None:
+def plot(results: list[dict], path: Path) -> None:
+    """One stacked bar per run: where a GRPO step's time goes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = PHASES + ["driver/other"]
-    fig, ax = plt.subplots(figsize=(8, 1.9))
-    left = 0.0
-    for n in names:
-        ax.barh([0], [phases[n]], left=left, label=f"{n.split('/')[-1]} {phases[n]:.2f}s")
-        left += phases[n]
-    ax.set_yticks([])
-    ax.set_xlabel("seconds per GRPO step")
-    ax.set_title(title, fontsize=9)
-    ax.legend(ncol=3, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.45))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    import textwrap
+
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.8 * len(results)))
+    longest = max(r["phases_s"]["timing/step"] for r in results)
+    for y, res in enumerate(results):
+        left = 0.0
+        for c, n in zip(colours, names):
+            v = res["phases_s"][n]
+            ax.barh([y], [v], left=left, color=c, label=n.split("/")[-1] if y == 0 else None)
+            if v > 0.08 * longest:
+                ax.text(left + v / 2, y, f"{v:.2f}s", ha="center", va="center", fontsize=7, color="white")
+            left += v
+    ax.set_yticks(range(len(results)), [textwrap.fill(r["description"], 34) for r in results], fontsize=7)
+    ax.set_xlabel("seconds per GRPO step (mean)")
+    ax.legend(ncol=5, fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -59,6 +68,7 @@ def main() -> None:
     p.add_argument("--config", default="configs/demo.yaml")
     p.add_argument("--run-dir", help="analyse this finished run instead of running one")
     p.add_argument("--tag", default="demo")
+    p.add_argument("--seed-from", help="reuse this run's finished sid/ and sft/final (only GRPO and evaluation run)")
     p.add_argument("overrides", nargs="*")
     a = p.parse_intermixed_args()
     from bench.common import save
@@ -68,9 +78,16 @@ def main() -> None:
         run = Path(a.run_dir)
     else:
         run = Path(tempfile.mkdtemp(prefix="cr_bench_e2e_")) / "run"
+        extra = []
+        if a.seed_from:
+            import shutil
+
+            shutil.copytree(Path(a.seed_from) / "sid", run / "sid")
+            shutil.copytree(Path(a.seed_from) / "sft" / "final", run / "sft" / "final")
+            extra = ["--resume"]
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "cluster.cli", "run", "--config", a.config, f"run_dir={run}",
-                        *a.overrides], check=True)
+                        *a.overrides, *extra], check=True)
         wall = time.perf_counter() - t0
     rows = [json.loads(x) for x in (run / "grpo" / "metrics.jsonl").read_text().splitlines()]
     rep = json.loads((run / "report.json").read_text()) if (run / "report.json").exists() else {}
@@ -89,9 +106,10 @@ def main() -> None:
         print(f"  {k:<28} {v:7.3f} s  {100 * v / ph['timing/step']:5.1f} %")
     print(f"  GRPO steps/minute: {res['steps_per_min_training']:.1f} training"
           + (f", {res['steps_per_min_whole_run']:.2f} over the whole run ({wall:.0f} s)" if wall else ""))
-    img = Path("docs/img") / f"step_phases_{a.tag}.png"
-    plot(ph, desc, img)
-    print("wrote", save(f"e2e_{a.tag}", res), img)
+    out = save(f"e2e_{a.tag}", res)
+    img = Path("docs/img/step_phases.png")  # every e2e result so far, one bar each
+    plot([json.loads(f.read_text()) for f in sorted(out.parent.glob("e2e_*.json"))], img)
+    print("wrote", out, img)
 
 
 if __name__ == "__main__":

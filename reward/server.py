@@ -46,7 +46,8 @@ class RewardServer:
     def __init__(self, cfg: RewardConfig, gt: GroundTruth, index, token_to_code: np.ndarray | None = None,
                  num_cpus_per_worker: float = 0.5):
         self.cfg = cfg
-        refs = [ray.put(x) for x in (gt, index, token_to_code)]
+        # held for the server's lifetime: a restarted actor is rebuilt from these same object-store refs
+        self._refs = refs = [ray.put(x) for x in (gt, index, token_to_code)]
         # Ray restarts a dead actor; the server, not Ray, resubmits the lost shard, so it can count it
         opts = dict(num_cpus=num_cpus_per_worker, max_restarts=cfg.max_restarts, max_task_retries=0)
         self.workers = [RewardWorker.options(**opts).remote(cfg, *refs) for _ in range(cfg.num_workers)]
