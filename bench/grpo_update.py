@@ -6,7 +6,7 @@ from the catalogue, random rewards, reference-model KL on. A figure is the drive
 `update` across all ranks (reference log-probs, policy forward/backward, optimizer step), median of
 `--steps` after one warm-up; peak RSS is the largest rank's.
 
-    python -m bench.grpo_update [--prompts 32 --n 8 --hidden 256 --layers 4 --stages 1 2 3 --ranks 1 2]
+    python -m bench.grpo_update [--prompts 32 --n 8 --hidden 256 --layers 4 --stages 1 2 3 --ranks 1 2 --pack both]
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ def main() -> None:
     p.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--pack", choices=["on", "off", "both"], default="on",
+                   help="shared-prompt packing of each group (LearnerConfig.pack_groups)")
     a = p.parse_args()
     import ray
 
@@ -61,34 +63,34 @@ def main() -> None:
     init_local_ray(max(2, os.cpu_count() or 2), prefix="cr_bg_")
     rows = []
     try:
-        for world in a.ranks:
-            for stage in a.stages:
-                port = free_port()
-                learners = [LearnerActor.options(num_cpus=0).remote(r, world, "127.0.0.1", port) for r in range(world)]
-                cfg = LearnerConfig(zero_stage=stage, micro_batch=a.micro_batch)
-                ray.get([x.setup.remote(f"{work}/m", f"{work}/sid", cfg) for x in learners])
-                n_params = n_params or ray.get(learners[0].__ray_call__.remote(
-                    lambda self: sum(q.numel() for q in self.learner.ref.parameters())))
-                shards = np.array_split(np.arange(a.prompts), world)  # whole groups per rank, as the driver does
-                parts = []
-                for s in shards:
-                    rows_ = np.concatenate([np.arange(i * a.n, (i + 1) * a.n) for i in s])
-                    parts.append(type(batch)([batch.prompts[r] for r in rows_], [batch.completions[r] for r in rows_],
-                                             batch.rewards[rows_], [batch.group_ids[r] for r in rows_], None, 1.0))
-                times = []
-                for step in range(a.steps + 1):
-                    t0 = time.perf_counter()
-                    ray.get([x.update.remote(b, 0.04) for x, b in zip(learners, parts)])
-                    if step:  # the first is a warm-up
-                        times.append(time.perf_counter() - t0)
-                peak = max(ray.get([x.__ray_call__.remote(lambda self: peak_rss_mib()) for x in learners]))
-                row = {"zero_stage": stage, "ranks": world, "params_m": n_params / 1e6, "samples": len(batch.prompts),
-                       "update_s": float(np.median(times)), "peak_rss_mib_max_rank": peak}
-                rows.append(row)
-                print(f"ZeRO-{stage} x{world} rank(s): {row['update_s']:.3f} s / update of {row['samples']} samples, "
-                      f"peak RSS {peak:,.0f} MiB (largest rank)", flush=True)
-                for x in learners:
-                    ray.kill(x)
+        for world, stage, pack in [(w, z, k) for w in a.ranks for z in a.stages
+                                   for k in ({"on": [True], "off": [False], "both": [False, True]}[a.pack])]:
+            port = free_port()
+            learners = [LearnerActor.options(num_cpus=0).remote(r, world, "127.0.0.1", port) for r in range(world)]
+            cfg = LearnerConfig(zero_stage=stage, micro_batch=a.micro_batch, pack_groups=pack)
+            ray.get([x.setup.remote(f"{work}/m", f"{work}/sid", cfg) for x in learners])
+            n_params = n_params or ray.get(learners[0].__ray_call__.remote(
+                lambda self: sum(q.numel() for q in self.learner.ref.parameters())))
+            shards = np.array_split(np.arange(a.prompts), world)  # whole groups per rank, as the driver does
+            parts = []
+            for s in shards:
+                rows_ = np.concatenate([np.arange(i * a.n, (i + 1) * a.n) for i in s])
+                parts.append(type(batch)([batch.prompts[r] for r in rows_], [batch.completions[r] for r in rows_],
+                                         batch.rewards[rows_], [batch.group_ids[r] for r in rows_], None, 1.0))
+            times = []
+            for step in range(a.steps + 1):
+                t0 = time.perf_counter()
+                ray.get([x.update.remote(b, 0.04) for x, b in zip(learners, parts)])
+                if step:  # the first is a warm-up
+                    times.append(time.perf_counter() - t0)
+            peak = max(ray.get([x.__ray_call__.remote(lambda self: peak_rss_mib()) for x in learners]))
+            row = {"zero_stage": stage, "ranks": world, "pack_groups": pack, "params_m": n_params / 1e6,
+                   "samples": len(batch.prompts), "update_s": float(np.median(times)), "peak_rss_mib_max_rank": peak}
+            rows.append(row)
+            print(f"ZeRO-{stage} x{world} rank(s), packing {'on' if pack else 'off'}: {row['update_s']:.3f} s / update "
+                  f"of {row['samples']} samples, peak RSS {peak:,.0f} MiB (largest rank)", flush=True)
+            for x in learners:
+                ray.kill(x)
     finally:
         ray.shutdown()
     print("wrote", save("grpo_update", {"args": vars(a), "rows": rows}))

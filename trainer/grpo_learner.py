@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from trainer.grpo_algo import AlgoConfig, advantages, allowed_mask, constrained_logprobs, policy_objective
+from trainer.packing import Layout, per_sample, shared_prompt
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,9 @@ class LearnerConfig:
     """Sequences per forward/backward on one rank."""
     bf16: bool = False
     grad_clip: float = 1.0
+    pack_groups: bool = True
+    """Score each group's G samples as one sequence with the prompt once (trainer/packing.py): the same
+    log-probs at ≈ G× fewer tokens. False: one row per sample."""
     algo: AlgoConfig = field(default_factory=AlgoConfig)
 
 
@@ -68,37 +72,42 @@ class GRPOLearner:
 
     # ------------------------------------------------------------------ tensors
     def _tensors(self, b: RolloutBatch):
-        """Right-padded prompt+completion ids, the logit positions of each response token, masks."""
+        """Prompt token ids, right-padded response ids [N, T] with their mask, and the trie's allowed
+        tokens at each response position [N, T, V]."""
         p_ids = [self.tok(p, add_special_tokens=False)["input_ids"] for p in b.prompts]
         T = max(len(c) for c in b.completions)
-        seqs = [p + c for p, c in zip(p_ids, b.completions)]
-        L = max(map(len, seqs))
-        pad = self.tok.pad_token_id
-        ids = torch.full((len(seqs), L), pad, dtype=torch.long)
-        att = torch.zeros_like(ids)
-        resp = torch.full((len(seqs), T), pad, dtype=torch.long)
-        rmask = torch.zeros(len(seqs), T)
-        pos = torch.zeros(len(seqs), T, dtype=torch.long)
-        for n, (p, c) in enumerate(zip(p_ids, b.completions)):
-            ids[n, :len(p) + len(c)] = torch.tensor(p + c)
-            att[n, :len(p) + len(c)] = 1
+        resp = torch.full((len(p_ids), T), self.tok.pad_token_id, dtype=torch.long)
+        rmask = torch.zeros(len(p_ids), T)
+        for n, c in enumerate(b.completions):
             resp[n, :len(c)] = torch.tensor(c)
             rmask[n, :len(c)] = 1
-            pos[n] = len(p) - 1 + torch.arange(T).clamp(max=max(len(c) - 1, 0))
         allowed = allowed_mask(b.completions, self.index.trie, self.map, len(self.tok), T)
         allowed |= ~rmask.bool().unsqueeze(-1)  # padding positions: anything (masked out of the loss)
-        return ids, att, resp, rmask, pos, allowed
+        return p_ids, resp, rmask, allowed
 
-    def _logprobs(self, model, ids, att, resp, pos, allowed, temperature):
+    def _layout(self, b: RolloutBatch, p_ids: list, sl: slice, T: int) -> Layout:
+        rows = range(sl.start, sl.stop)
+        prompts, comps = [p_ids[r] for r in rows], [b.completions[r] for r in rows]
+        if self.cfg.pack_groups:
+            return shared_prompt(prompts, comps, [b.group_ids[r] for r in rows], self.tok.pad_token_id, T)
+        return per_sample(prompts, comps, self.tok.pad_token_id, T)
+
+    def _logprobs(self, model, lay: Layout, resp, allowed, temperature):
         d = self.engine.device
-        logits = model(input_ids=ids.to(d), attention_mask=att.to(d)).logits
-        logits = logits.gather(1, pos.to(d).unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
-        return constrained_logprobs(logits, resp.to(d), allowed.to(d), temperature)
+        mask = lay.attention_mask.to(d)
+        kw = {}
+        if mask.dim() == 4:  # a block mask: additive, in the model's dtype (eager and SDPA attention both add it)
+            dtype = next(getattr(model, "module", model).parameters()).dtype
+            mask = torch.zeros(mask.shape, dtype=dtype, device=d).masked_fill(~mask, torch.finfo(dtype).min)
+            kw["position_ids"] = lay.position_ids.to(d)
+        logits = model(input_ids=lay.input_ids.to(d), attention_mask=mask, **kw).logits
+        logits = logits.reshape(-1, logits.shape[-1])[lay.index.to(d).reshape(-1)]
+        return constrained_logprobs(logits.view(*lay.index.shape, -1), resp.to(d), allowed.to(d), temperature)
 
     # ------------------------------------------------------------------ the update
     def update(self, b: RolloutBatch, kl_coef: float | None = None) -> dict:
         t0 = time.perf_counter()
-        ids, att, resp, rmask, pos, allowed = self._tensors(b)
+        p_ids, resp, rmask, allowed = self._tensors(b)
         adv = advantages(b.rewards, rmask, b.group_ids, self.cfg.algo)
         metrics: dict[str, float] = {}
         n = len(b.prompts)
@@ -112,20 +121,21 @@ class GRPOLearner:
             if len(chunk) == 0:
                 chunk = np.arange(1)  # a rank with fewer rows repeats one so the collectives line up
             slices.append(slice(int(chunk[0]), int(chunk[-1]) + 1))
+        layouts = [self._layout(b, p_ids, sl, resp.shape[1]) for sl in slices]
         # old and reference log-probs of the whole batch before any optimizer step (PPO's "old" policy is
         # the one that sampled). With one micro-step the old policy *is* the current one, so its
         # log-probs are the policy forward's own, detached: one forward pass fewer per step.
         t_lp = time.perf_counter()
         olds, refs = [], []
         with torch.no_grad():
-            for sl in slices:
+            for sl, lay in zip(slices, layouts):
                 olds.append(None if n_micro == 1 else self._logprobs(
-                    self.engine.module, ids[sl], att[sl], resp[sl], pos[sl], allowed[sl], b.temperature)[0])
-                refs.append(self._logprobs(self.ref, ids[sl], att[sl], resp[sl], pos[sl], allowed[sl],
-                                           b.temperature)[0] if self.ref is not None else None)
+                    self.engine.module, lay, resp[sl], allowed[sl], b.temperature)[0])
+                refs.append(self._logprobs(self.ref, lay, resp[sl], allowed[sl], b.temperature)[0]
+                            if self.ref is not None else None)
         metrics["timing/logprob"] = time.perf_counter() - t_lp
-        for sl, old, ref in zip(slices, olds, refs):
-            logp, ent = self._logprobs(self.engine, ids[sl], att[sl], resp[sl], pos[sl], allowed[sl], b.temperature)
+        for sl, lay, old, ref in zip(slices, layouts, olds, refs):
+            logp, ent = self._logprobs(self.engine, lay, resp[sl], allowed[sl], b.temperature)
             old = logp.detach() if old is None else old
             mask = rmask[sl].to(logp.device)
             tokens, seqs = self._all_reduce([float(mask.sum()), float((mask.sum(-1) > 0).sum())], "sum")
