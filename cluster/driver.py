@@ -40,17 +40,16 @@ class LearnerLost(RuntimeError):
 
 class Driver:
     def __init__(self, cfg: RunConfig, examples, gt, index, model_dir: str, sid_dir: str, val_split, mlog):
+        from transformers import AutoTokenizer
+
         from cluster.rollout_actor import RolloutActor
+        from cluster.weight_sync import make_sync
+        from reward.scorer import token_to_code_table
         from reward.server import RewardServer
+        from rollout.constrained import SidTokenMap
 
         self.cfg, self.ex, self.index, self.val_split, self.mlog = cfg, examples, index, val_split, mlog
         self.sid_dir = sid_dir
-        from transformers import AutoTokenizer
-
-        from reward.scorer import token_to_code_table
-
-        from rollout.constrained import SidTokenMap
-
         t = cfg.topology
         if cfg.grpo.prompts_per_step < t.learner_ranks:
             raise ValueError(f"grpo.prompts_per_step={cfg.grpo.prompts_per_step} < topology.learner_ranks="
@@ -68,8 +67,6 @@ class Driver:
             t.rollout_engine, model_dir, sid_dir, cfg.seed + i) for i in range(t.rollout_actors)]
         self._start_learners()
         ray.get([r.ready.remote() for r in self.rollouts])
-        from cluster.weight_sync import make_sync
-
         g = cfg.grpo
         self.weights = make_sync(g.sync_transport, self.learners, self.rollouts, g.sync_bucket_mb, g.sync_timeout_s,
                                  g.learner.zero_stage == 3, g.sync_backend)
