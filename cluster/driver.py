@@ -214,16 +214,28 @@ class Driver:
                 raise RuntimeError(f"weight sync check failed: rollout actor {i} decodes {got}, learner {want}")
         return True
 
-    def sync(self, targets: list | None = None) -> float:
+    def sync(self, targets: list | None = None, retry_left: int = 1) -> float:
         """Learner rank 0's weights → every rollout engine (or `targets`), bucket by bucket (the transport of
         `grpo.sync_transport`); returns the engines' seconds."""
         try:
             spent, self.n_buckets = self.weights.sync(targets)
         except Exception as e:
-            lost = [i for i, a in enumerate(self.learners) if actor_lost(e) and _is_dead(a)]
-            if lost:
-                raise LearnerLost(f"learner rank {lost[0]} was lost during weight sync at step {self.step + 1}") from e
-            raise
+            # a dead member surfaces as its own ActorDiedError or as a peer's broken collective, in either
+            # order; the GCS's view of the actors decides
+            down = _not_alive(self.learners + self.rollouts)
+            if any(i < len(self.learners) for i in down):
+                raise LearnerLost(f"learner rank {min(down)} was lost during weight sync at step {self.step + 1}") from e
+            if not down or retry_left == 0:
+                raise
+            t = self.cfg.topology
+            for i in (i - len(self.learners) for i in down):
+                self.faults["fault/rollout_restarts"] += 1
+                log.warning("rollout actor %d died during weight sync at step %d (%s); restart %d: waiting for it and "
+                            "syncing every engine again", i, self.step + 1, type(e).__name__,
+                            self.faults["fault/rollout_restarts"])
+                wait_restarted(self.rollouts[i], t.placement_timeout_s)
+            self.weights.reset(self.learners, self.rollouts)
+            return self.sync(None, retry_left - 1)
         return spent
 
     # ------------------------------------------------------------------ the curriculum
@@ -368,10 +380,15 @@ class Driver:
         ray.get([r.update_weights.remote(ref) for r in self.rollouts])
 
 
-def _is_dead(actor) -> bool:
-    """The GCS's record of the actor (asking the actor itself would queue behind its blocked call; the state
-    API needs the dashboard, which a local run does not start)."""
-    from ray._private.state import actors
+def _not_alive(actors: list, grace_s: float = 10.0) -> list[int]:
+    """Indices of the actors the GCS does not list as ALIVE (dead or restarting), waiting up to `grace_s`
+    for a death to be noticed. Asking the actors themselves would queue behind their blocked calls, and
+    Ray's state API needs the dashboard, which a local run does not start."""
+    from ray._private.state import actors as actor_table
 
-    info = actors(actor._actor_id.hex())
-    return not info or info["State"] == "DEAD"
+    deadline = time.monotonic() + grace_s
+    while True:
+        down = [i for i, a in enumerate(actors) if (actor_table(a._actor_id.hex()) or {}).get("State") != "ALIVE"]
+        if down or time.monotonic() > deadline:
+            return down
+        time.sleep(0.5)

@@ -3,7 +3,7 @@
 `maybe_fail(point)` is the hook the fault-injection tests arm: when the environment variable
 `CONREC_FAULT_<POINT>` names an existing file, the first process to reach the point removes the file
 and dies at once (`os._exit`, as an OOM kill or a lost node would), so each armed fault fires once.
-Points: `rollout_generate`, `reward_score`, `learner_update`. Unarmed, a hook is one dict lookup.
+Points: `rollout_generate`, `rollout_sync`, `reward_score`, `learner_update`. Unarmed, a hook is one dict lookup.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ class RolloutActor:
         return self.engine.generate(prompts, sampling)
 
     def update_weights(self, named_tensors) -> float:
+        maybe_fail("rollout_sync")
         return self.engine.update_weights(named_tensors)
 
     def join_sync_group(self, rank: int, addr: str, port: int, world: int, backend: str, timeout_s: float) -> bool:
@@ -39,6 +40,7 @@ class RolloutActor:
 
     def receive_weights(self, meta, plan) -> float:
         """The collective transport: receive each broadcast bucket and load it; returns seconds loading."""
+        maybe_fail("rollout_sync")
         return self.sync_group.receive(meta, plan, self.engine.update_weights)
 
     def ready(self) -> bool:

