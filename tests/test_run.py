@@ -44,7 +44,8 @@ def test_conrec_run_tiny(tmp_path):
 
 
 def test_conrec_run_stops_and_resumes_grpo(tmp_path):
-    """A GRPO phase stopped mid-stage by its step budget continues from its checkpoint with --resume."""
+    """A GRPO phase stopped mid-stage by its step budget continues with --resume; its newest checkpoint,
+    corrupted meanwhile, is detected and the previous one used."""
     run = tmp_path / "run"
     base = [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"), f"run_dir={run}",
             "data=synthetic:users=120,items=100,days=30,seed=1", "sid.encoder.text_encoder=hashing",
@@ -57,10 +58,17 @@ def test_conrec_run_stops_and_resumes_grpo(tmp_path):
     first = subprocess.run(base + ["grpo.max_total_steps=3"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-5000:]
     assert "stopped by grpo.max_total_steps" in first.stdout and not (run / "report.json").exists()
-    assert (run / "grpo" / "checkpoints" / "latest").read_text().strip() == "step_000003"
+    ck = run / "grpo" / "checkpoints"
+    assert (ck / "latest").read_text().strip() == "step_000003"
+    # the newest checkpoint is corrupted on disk (same size, one byte): the resume falls back to step 2
+    victim = max((f for f in (ck / "step_000003" / "ds").rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
     second = subprocess.run(base + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-5000:]
-    assert "resumed GRPO from" in second.stderr
+    assert "step_000003 is unusable" in second.stderr and "does not match its SHA-256" in second.stderr
+    assert "resumed GRPO from" in second.stderr and "step_000002: step 2" in second.stderr
     steps = [json.loads(x)["step"] for x in (run / "grpo" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]  # the log continues: step 4 is the resumed stage's last step
     rep = json.loads((run / "report.json").read_text())
