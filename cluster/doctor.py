@@ -134,6 +134,54 @@ def check_verl() -> str:
     return "GRPO advantage of rewards [1,0,0,1] = " + ", ".join(f"{v:+.3f}" for v in got.tolist())
 
 
+def _sync_member(rank: int, port: int, backend: str, q) -> None:
+    """One process of the weight-sync check: rank 0 sends 5 tensors in 3 buckets, rank 1 receives them."""
+    import torch
+
+    from cluster.weight_sync import SyncGroup, plan_buckets, tensor_meta
+
+    try:
+        if backend == "nccl":
+            torch.cuda.set_device(rank)
+        g = SyncGroup("127.0.0.1", port, rank, 2, backend, 60)
+        named = [(f"m.l{i}.p.w", torch.full((64, i + 1), float(i))) for i in range(5)]
+        meta = tensor_meta(named)
+        plan = plan_buckets(meta, 64 * 4 * 4)
+        if rank == 0:
+            g.send(named, plan)
+            q.put((0, True, len(plan)))
+        else:
+            got = []
+            g.receive(meta, plan, lambda pairs: got.extend((k, v.cpu()) for k, v in pairs))
+            q.put((1, [k for k, _ in got] == [k for k, _ in named] and
+                   all(torch.equal(v, t) for (_, v), (_, t) in zip(got, named)), len(plan)))
+    except BaseException as e:  # the parent reports it
+        q.put((rank, f"{type(e).__name__}: {e}", 0))
+
+
+def check_weight_sync() -> str:
+    """The collective weight-sync group between two processes (NCCL across two GPUs when there are two,
+    else gloo): the transport `conrec run` uses by default."""
+    import multiprocessing as mp
+
+    import torch
+
+    backend = "nccl" if torch.cuda.is_available() and torch.cuda.device_count() >= 2 else "gloo"
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=_sync_member, args=(r, port, backend, q)) for r in range(2)]
+    for pr in procs:
+        pr.start()
+    res = sorted(q.get(timeout=120) for _ in procs)
+    for pr in procs:
+        pr.join(30)
+    bad = [r for r in res if r[1] is not True]
+    if bad:
+        raise RuntimeError(f"rank {bad[0][0]}: {bad[0][1]}")
+    return f"{backend} broadcast of 5 tensors in {res[0][2]} buckets, received exactly"
+
+
 @dataclass
 class Check:
     name: str
@@ -154,6 +202,9 @@ CHECKS = [
     Check("deepspeed", check_deepspeed, 300,
           "DeepSpeed could not run a ZeRO-2 step: install deepspeed==0.19.8 with DS_BUILD_OPS=0 "
           "(./scripts/setup); on CPU it must pick the gloo backend."),
+    Check("weight_sync", check_weight_sync, 180,
+          "the learner→engine broadcast group did not form or deliver: check that 127.0.0.1 ports are free and, "
+          "on GPUs, NCCL (NCCL_DEBUG=INFO); or run with grpo.sync_transport=object_store."),
     Check("verl", check_verl, 180,
           "verl's core algorithms do not import or compute: install verl==0.9.1 --no-deps plus tensordict, "
           "codetiming, omegaconf, orjson (./scripts/setup)."),

@@ -29,6 +29,10 @@ def test_ray_actor_round_trip():
     assert "actor round trip" in _doctor_check("ray")
 
 
+def test_weight_sync_group():
+    assert "broadcast of 5 tensors in 4 buckets, received exactly" in _doctor_check("weight_sync")
+
+
 def test_verl_grpo_advantage():
     assert "+0.866, -0.866, -0.866, +0.866" in _doctor_check("verl")
 
