@@ -45,10 +45,10 @@ class LearnerActor:
     def free_port(self) -> tuple[str, int]:
         return free_port_on_node()
 
-    def default_sync_backend(self) -> str:
-        from trainer.distributed import backend
+    def device_slot(self) -> tuple:
+        from cluster.weight_sync import device_slot
 
-        return backend()
+        return device_slot()
 
     def join_sync_group(self, rank: int, addr: str, port: int, world: int, backend: str, timeout_s: float) -> bool:
         from cluster.weight_sync import SyncGroup

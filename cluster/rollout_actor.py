@@ -32,6 +32,11 @@ class RolloutActor:
         maybe_fail("rollout_sync")
         return self.engine.update_weights(named_tensors)
 
+    def device_slot(self) -> tuple:
+        from cluster.weight_sync import device_slot
+
+        return device_slot()
+
     def join_sync_group(self, rank: int, addr: str, port: int, world: int, backend: str, timeout_s: float) -> bool:
         from cluster.weight_sync import SyncGroup
 

@@ -51,7 +51,7 @@ class GRPOConfig:
     NCCL on GPUs, gloo on CPU; 2-3x faster than the object store from 6M parameters up, bench.weight_sync)
     or 'object_store' (through Ray's object store; no extra process group). See cluster/weight_sync.py."""
     sync_backend: str = ""
-    """Backend of the collective group: '' = NCCL when CUDA is present, else gloo."""
+    """Backend of the collective group: '' = NCCL when every member has a GPU of its own, else gloo."""
     sync_bucket_mb: float = 64.0
     """Weights go from learner rank 0 to the engines in buckets of about this size."""
     sync_timeout_s: float = 120.0

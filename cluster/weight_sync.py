@@ -4,11 +4,11 @@ Transports, chosen by `grpo.sync_transport` (registry `TRANSPORTS`):
 
 - `object_store`: learner rank 0 hands the state dict to the driver; each bucket goes into Ray's
   object store once and every engine loads it (`reload_weights`). Works on any cluster.
-- `collective`: learner rank 0 and the engines form their own torch.distributed group (gloo on CPU,
-  NCCL on GPUs, separate from the learners' DeepSpeed group). Each bucket is flattened into one
-  buffer and broadcast from rank 0; the engines unflatten it into views and load them. Only the
-  bucket plan (names, shapes, dtypes) travels through Ray, once. On GPUs the bytes never leave the
-  devices' interconnect.
+- `collective`: learner rank 0 and the engines form their own torch.distributed group, separate
+  from the learners' DeepSpeed group: NCCL when each member has a GPU of its own (the bytes then
+  never leave the devices' interconnect), gloo otherwise (CPU, or engines sharing the learner's GPU).
+  Each bucket is flattened into one buffer and broadcast from rank 0; the engines unflatten it into
+  views and load them. Only the bucket plan (names, shapes, dtypes) travels through Ray, once.
 
 Both take the same bucket plan (`plan_buckets`, `grpo.sync_bucket_mb`) and a deadline
 (`grpo.sync_timeout_s`). With ZeRO-3 the weights are sharded, so every learner rank takes part in
@@ -90,6 +90,28 @@ def unflatten(buffer, shapes: list[tuple]) -> list:
 
 
 # ------------------------------------------------------------------------- in the actors' processes
+
+
+def device_slot() -> tuple[str, tuple]:
+    """(node id, GPU ids Ray gave this actor): what decides whether NCCL can join the members."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id(), tuple(str(g) for g in ray.get_gpu_ids())
+
+
+def choose_backend(slots: list[tuple[str, tuple]]) -> str:
+    """NCCL when every member has a GPU of its own (NCCL refuses two ranks on one device); else gloo,
+    which moves the buckets through host memory (colocated learner and engines, or CPU only)."""
+    seen = set()
+    for node, gpus in slots:
+        if not gpus:
+            return "gloo"
+        for g in gpus:
+            if (node, g) in seen:
+                return "gloo"
+            seen.add((node, g))
+    return "nccl"
+
 
 
 class SyncGroup:
@@ -190,7 +212,8 @@ class CollectiveSync(WeightSync):
     def _join(self) -> None:
         addr, port = ray.get(self.learners[0].free_port.remote())  # the group's store lives in learner rank 0
         world = 1 + len(self.rollouts)
-        backend = self.backend or ray.get(self.learners[0].default_sync_backend.remote())
+        backend = self.backend or choose_backend(ray.get([a.device_slot.remote()
+                                                          for a in [self.learners[0], *self.rollouts]]))
         args = (addr, port, world, backend, self.timeout_s)
         self._get([self.learners[0].join_sync_group.remote(0, *args)] +
                   [r.join_sync_group.remote(i + 1, *args) for i, r in enumerate(self.rollouts)],

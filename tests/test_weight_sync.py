@@ -6,7 +6,7 @@ import multiprocessing as mp
 import pytest
 import torch
 
-from cluster.weight_sync import flatten, plan_buckets, tensor_meta, unflatten
+from cluster.weight_sync import choose_backend, flatten, plan_buckets, tensor_meta, unflatten
 
 
 def test_plan_buckets_by_hand():
@@ -31,6 +31,12 @@ def test_buckets_never_split_a_fused_module():
     assert plan_buckets(meta, 1000) == [list(range(8)), list(range(8, 15))]
     with pytest.raises(ValueError, match="mixes dtypes"):
         plan_buckets([("m.x.a.w", (1,), "float32"), ("m.x.b.w", (1,), "bfloat16")], 10)
+
+
+def test_backend_choice():
+    assert choose_backend([("n1", ("0",)), ("n1", ("1",)), ("n2", ("0",))]) == "nccl"  # a GPU each
+    assert choose_backend([("n1", ("0",)), ("n1", ("0",))]) == "gloo"  # colocated on one GPU
+    assert choose_backend([("n1", ()), ("n1", ())]) == "gloo"  # CPU only
 
 
 def test_flatten_unflatten_round_trip():
