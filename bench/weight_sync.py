@@ -52,6 +52,7 @@ def main() -> None:
 
     from bench.common import save
     from bench.rollout import setup
+    from cluster.doctor import free_port
     from cluster.learner_actor import LearnerActor
     from cluster.ray_local import init_local_ray
     from cluster.rollout_actor import RolloutActor
@@ -65,7 +66,7 @@ def main() -> None:
     try:
         for name in a.sizes.split(","):
             model_dir, n_params = build_model(work, name, f"{work}/m")
-            port = ray.get(ray.remote(num_cpus=0)(_port).remote())
+            port = free_port()
             learner = LearnerActor.options(num_cpus=0).remote(0, 1, "127.0.0.1", port)
             ray.get(learner.setup.remote(model_dir, f"{work}/sid", LearnerConfig()))
             engines = [RolloutActor.options(num_cpus=0).remote("vllm", model_dir, f"{work}/sid", i)
@@ -92,12 +93,6 @@ def main() -> None:
     finally:
         ray.shutdown()
     print("wrote", save("weight_sync", {"args": vars(a), "rows": rows}))
-
-
-def _port() -> int:
-    from cluster.doctor import free_port
-
-    return free_port()
 
 
 if __name__ == "__main__":

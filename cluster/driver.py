@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import ray
 
-from cluster.faults import actor_lost, wait_restarted
+from cluster.faults import actor_lost, get_with_restarts, wait_restarted
 from cluster.run_config import RunConfig
 from rollout.engine import SamplingConfig
 from trainer.curriculum import get_curriculum
@@ -126,14 +126,11 @@ class Driver:
         timing["timing/reward"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        n_rank = len(self.learners)
-        order = np.arange(len(prompts))
-        rank_prompts = np.array_split(order, n_rank)  # whole groups stay on one rank
+        n = g.sampling.n
         refs = []
-        for a, ps in zip(self.learners, rank_prompts):
-            rows = np.concatenate([np.arange(p * g.sampling.n, (p + 1) * g.sampling.n) for p in ps]) if len(ps) \
-                else np.empty(0, int)
-            batch = RolloutBatch([prompts[r // g.sampling.n] for r in rows], [comps[r].token_ids for r in rows],
+        for a, ps in zip(self.learners, np.array_split(np.arange(len(prompts)), len(self.learners))):
+            rows = np.arange(ps[0] * n, (ps[-1] + 1) * n) if len(ps) else np.empty(0, int)  # whole groups per rank
+            batch = RolloutBatch([prompts[r // n] for r in rows], [comps[r].token_ids for r in rows],
                                  rew["score"][rows], list(sample_ids[rows]), [comps[r].logprobs for r in rows],
                                  g.sampling.temperature)
             refs.append(a.update.remote(batch, kl_coef))
@@ -150,7 +147,7 @@ class Driver:
 
         m = {k: float(np.mean([u[k] for u in upd if k in u])) for k in upd[0]}
         m.update({k: v for k, v in rew["metrics"].items() if not k.startswith("timing/")})
-        score = rew["score"].reshape(-1, g.sampling.n)
+        score = rew["score"].reshape(-1, n)
         m["reward/group_std"] = float(score.std(1).mean())
         m.update(timing)
         m["timing/step"] = time.perf_counter() - t_step
@@ -170,23 +167,18 @@ class Driver:
         refs = [self.rollouts[i].generate.remote(*c) for i, c in enumerate(calls)]
         parts = []
         for i, (c, ref) in enumerate(zip(calls, refs)):
-            tries = 0
-            while True:
-                try:
-                    parts.append(ray.get(ref))
-                    break
-                except Exception as e:
-                    if not actor_lost(e) or tries >= t.max_actor_restarts:
-                        raise
-                    tries += 1
-                    self.faults["fault/rollout_restarts"] += 1
-                    log.warning("rollout actor %d died at step %d (%s); restart %d: syncing weights and "
-                                "regenerating its %d prompts", i, self.step + 1, type(e).__name__,
-                                self.faults["fault/rollout_restarts"], len(c[0]))
-                    wait_restarted(self.rollouts[i], t.placement_timeout_s)
-                    self.weights.reset(self.learners, self.rollouts)  # a collective group lost a member
-                    self.sync([self.rollouts[i]])  # a restarted engine holds the SFT weights
-                    ref = self.rollouts[i].generate.remote(*c)
+            actor = self.rollouts[i]
+
+            def restarted(e, i=i, actor=actor, n_prompts=len(c[0])):
+                self.faults["fault/rollout_restarts"] += 1
+                log.warning("rollout actor %d died at step %d (%s); restart %d: syncing weights and regenerating "
+                            "its %d prompts", i, self.step + 1, type(e).__name__, self.faults["fault/rollout_restarts"],
+                            n_prompts)
+                self.weights.reset(self.learners, self.rollouts)  # a collective group lost a member
+                self.sync([actor])  # a restarted engine holds the SFT weights
+
+            parts.append(get_with_restarts(ref, actor, lambda actor=actor, c=c: actor.generate.remote(*c), restarted,
+                                           t.max_actor_restarts, t.placement_timeout_s))
         return [grp for part in parts for grp in part]
 
     def _get_learners(self, refs: list, what: str) -> list:
@@ -374,10 +366,9 @@ class Driver:
     def restore(self, d: Path) -> None:
         from safetensors.torch import load_file
 
-        weights = list(load_file(str(next(Path(d).glob("*.safetensors")))).items())
-        ref = ray.put(weights)
+        ref = ray.put(list(load_file(str(next(Path(d).glob("*.safetensors")))).items()))
         ray.get([a.load_weights.remote(ref) for a in self.learners])
-        ray.get([r.update_weights.remote(ref) for r in self.rollouts])
+        self.sync()  # the engines get them the way they get every update
 
 
 def _not_alive(actors: list, grace_s: float = 10.0) -> list[int]:

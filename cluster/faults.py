@@ -9,6 +9,10 @@ Points: `rollout_generate`, `rollout_sync`, `reward_score`, `learner_update`. Un
 from __future__ import annotations
 
 import os
+import time
+from typing import Callable
+
+import ray
 
 
 def maybe_fail(point: str) -> None:
@@ -25,8 +29,6 @@ def maybe_fail(point: str) -> None:
 def actor_lost(err: BaseException) -> bool:
     """True when a Ray call failed because its actor process died or became unreachable (restartable),
     not because the method raised (a bug or bad input, which must surface)."""
-    import ray
-
     return isinstance(err, ray.exceptions.RayActorError)  # ActorDiedError, ActorUnavailableError
 
 
@@ -34,10 +36,6 @@ def wait_restarted(actor, timeout_s: float, probe: str = "ready") -> None:
     """Block until a restarting actor answers `probe` (its constructor has run again). Calls made while
     Ray is still restarting it fail with ActorUnavailableError, so they are retried until `timeout_s`;
     an actor out of restarts raises ActorDiedError at once."""
-    import time
-
-    import ray
-
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -47,3 +45,23 @@ def wait_restarted(actor, timeout_s: float, probe: str = "ready") -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def get_with_restarts(ref, actor, resubmit: Callable, on_restart: Callable, max_restarts: int,
+                      restart_timeout_s: float, deadline: float | None = None, probe: str = "ready"):
+    """`ray.get(ref)`; if `actor` died meanwhile (not: its method raised), wait until Ray has restarted
+    it, call `on_restart(err)` (count, log, re-prime the actor) and get `resubmit()` instead, up to
+    `max_restarts` times. `deadline` (time.monotonic) bounds every wait; GetTimeoutError reaches the
+    caller."""
+    def left(floor: float) -> float | None:
+        return None if deadline is None else max(deadline - time.monotonic(), floor)
+
+    for attempt in range(max_restarts + 1):
+        try:
+            return ray.get(ref, timeout=left(0.001))
+        except Exception as e:
+            if not actor_lost(e) or attempt == max_restarts:
+                raise
+            wait_restarted(actor, restart_timeout_s if deadline is None else left(1.0), probe)
+            on_restart(e)
+            ref = resubmit()

@@ -7,14 +7,14 @@ import os
 import ray
 
 from cluster.faults import maybe_fail
+from cluster.weight_sync import SyncMember
 
 
 @ray.remote
-class LearnerActor:
+class LearnerActor(SyncMember):
     def __init__(self, rank: int, world: int, master_addr: str, master_port: int):
         os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(rank),
                           LOCAL_RANK="0", WORLD_SIZE=str(world))
-        self.rank = rank
 
     def setup(self, model_dir: str, sid_dir: str, cfg) -> bool:
         import logging
@@ -41,20 +41,9 @@ class LearnerActor:
     def named_weights(self):
         return self.learner.named_weights()
 
-    # the collective weight-sync group (cluster.weight_sync): rank 0 of it is learner rank 0
+    # the collective weight-sync group (cluster.weight_sync, SyncMember): rank 0 of it is learner rank 0
     def free_port(self) -> tuple[str, int]:
         return free_port_on_node()
-
-    def device_slot(self) -> tuple:
-        from cluster.weight_sync import device_slot
-
-        return device_slot()
-
-    def join_sync_group(self, rank: int, addr: str, port: int, world: int, backend: str, timeout_s: float) -> bool:
-        from cluster.weight_sync import SyncGroup
-
-        self.sync_group = SyncGroup(addr, port, rank, world, backend, timeout_s)
-        return True
 
     def weight_meta(self) -> list:
         from cluster.weight_sync import tensor_meta
@@ -74,17 +63,14 @@ class LearnerActor:
 
     def save_state(self, d: str) -> None:
         """DeepSpeed state of this rank (weights, optimizer, scheduler, RNG); every rank calls it."""
-        import torch
+        from trainer.checkpoint import save_engine_state
 
-        self.learner.engine.save_checkpoint(d, tag="state", client_state={"step": self.learner.step,
-                                                                         "torch_rng": torch.get_rng_state().tolist()})
+        save_engine_state(self.learner.engine, d, step=self.learner.step)
 
     def load_state(self, d: str) -> None:
-        import torch
+        from trainer.checkpoint import load_engine_state
 
-        _, client = self.learner.engine.load_checkpoint(d, tag="state")
-        self.learner.step = client["step"]
-        torch.set_rng_state(torch.tensor(client["torch_rng"], dtype=torch.uint8))
+        self.learner.step = load_engine_state(self.learner.engine, d)["step"]
 
     def load_weights(self, named_tensors) -> None:
         missing, unexpected = self.learner.engine.module.load_state_dict(dict(named_tensors), strict=False)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import ray
 
 from cluster.faults import maybe_fail
+from cluster.weight_sync import SyncMember
 
 
 @ray.remote
-class RolloutActor:
+class RolloutActor(SyncMember):
     def __init__(self, engine: str, model_dir: str, sid_dir: str, seed: int = 0):
         import logging
 
@@ -32,16 +33,6 @@ class RolloutActor:
         maybe_fail("rollout_sync")
         return self.engine.update_weights(named_tensors)
 
-    def device_slot(self) -> tuple:
-        from cluster.weight_sync import device_slot
-
-        return device_slot()
-
-    def join_sync_group(self, rank: int, addr: str, port: int, world: int, backend: str, timeout_s: float) -> bool:
-        from cluster.weight_sync import SyncGroup
-
-        self.sync_group = SyncGroup(addr, port, rank, world, backend, timeout_s)
-        return True
 
     def receive_weights(self, meta, plan) -> float:
         """The collective transport: receive each broadcast bucket and load it; returns seconds loading."""

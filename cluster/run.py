@@ -56,7 +56,7 @@ def stage_sft(cfg: RunConfig, sid_dir: Path, run: Path) -> Path:
     return out / "final"
 
 
-def stage_grpo(cfg: RunConfig, data, split, sid_dir: Path, sft_dir: Path, run: Path, resume: bool = False
+def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: Path, resume: bool = False
                ) -> tuple[Path | None, list]:
     import ray
 
@@ -64,7 +64,6 @@ def stage_grpo(cfg: RunConfig, data, split, sid_dir: Path, sft_dir: Path, run: P
     from evaluation.model_method import ModelMethod
     from feedback.split import carve_validation, training_examples
     from reward.ground_truth import build_ground_truth
-    from sid.index import SidIndex
     from trainer.metrics_log import MetricsLog
     from trainer.models import check_model_dir
 
@@ -75,7 +74,6 @@ def stage_grpo(cfg: RunConfig, data, split, sid_dir: Path, sft_dir: Path, run: P
     if (final / "conrec.json").exists():
         return final, json.loads((run / "grpo" / "stages.json").read_text())
     log.info("[3/5] progressive GRPO on Ray")
-    index = SidIndex.load(sid_dir)
     check_model_dir(sft_dir, index.level_sizes)  # before any actor loads it
     examples = training_examples(split, max_context=max(cfg.grpo.max_context_items * 3, 50))
     gt = build_ground_truth(examples, split, cfg.grpo.reward.swing_n)
@@ -141,8 +139,9 @@ def write_report(cfg: RunConfig, results: dict, records: list, run: Path, second
     k = cfg.k
     keys = [f"HR@{k}", f"FHR@{k}", f"LUF@{k}", f"LIF@{k}", "CandAcc"]
     mfile = run / "grpo" / "metrics.jsonl"
-    last = json.loads(mfile.read_text().splitlines()[-1]) if mfile.exists() and mfile.stat().st_size else {}
-    faults = {n: v for n, v in last.items() if n.startswith("fault/")}  # restarts survived by the last GRPO process
+    rows = [json.loads(x) for x in mfile.read_text().splitlines()] if mfile.exists() else []
+    # restarts survived by the last GRPO process
+    faults = {n: v for n, v in (rows[-1] if rows else {}).items() if n.startswith("fault/")}
     report = {"dataset": cfg.data, "k": k, "results": results, "curriculum": records, "seconds": seconds,
               "faults": faults, "config": to_dict(cfg)}
     write_json_atomic(report, run / "report.json")
@@ -156,8 +155,7 @@ def write_report(cfg: RunConfig, results: dict, records: list, run: Path, second
         for s in records:
             lines.append(f"| {s['stage']} | {s.get('attempt', '')} | {s.get('kl_coef', '')} | {s['val']:.4f} | "
                          f"{s['accepted']} |")
-    if mfile.exists():
-        rows = [json.loads(x) for x in mfile.read_text().splitlines()]
+    if rows:
         if any(faults.values()):
             lines += ["", "Actor restarts survived: " + ", ".join(f"{n[6:]} {int(v)}" for n, v in faults.items())]
         fig, ax = plt.subplots(1, 3, figsize=(13, 3.5))
@@ -196,12 +194,13 @@ def run_pipeline(cfg: RunConfig, resume: bool = False) -> dict | None:
     sid_dir = stage_sids(cfg, data, run)
     from sid.index import SidIndex
 
-    SidIndex.load(sid_dir).check_catalogue(data.items["item_id"].to_numpy())  # a resumed run on other data
+    index = SidIndex.load(sid_dir)
+    index.check_catalogue(data.items["item_id"].to_numpy())  # a resumed run on other data
     sft_dir = stage_sft(cfg, sid_dir, run)
     models = {"sft_only": sft_dir}
     records = []
     if cfg.run_grpo:
-        final, records = stage_grpo(cfg, data, split, sid_dir, sft_dir, run, resume)
+        final, records = stage_grpo(cfg, split, index, sid_dir, sft_dir, run, resume)
         if final is None:
             return None
         models["conrec"] = final

@@ -18,6 +18,7 @@ collective group, so `reset()` rebuilds it with a fresh port.
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import timedelta
 
@@ -52,7 +53,7 @@ def plan_buckets(meta: list[tuple[str, tuple, str]], limit_bytes: int) -> list[l
         if len(dtypes) > 1:
             raise ValueError(f"module {module_group(meta[grp[0]][0])!r} mixes dtypes {sorted(dtypes)}; weight sync "
                              "sends one dtype per bucket (cast the policy to one dtype)")
-        nbytes = sum(int(torch.Size(meta[i][1]).numel()) * getattr(torch, meta[i][2]).itemsize for i in grp)
+        nbytes = sum(math.prod(meta[i][1]) * getattr(torch, meta[i][2]).itemsize for i in grp)
         dtype = dtypes.pop()
         if cur and (size + nbytes > limit_bytes or dtype != cur_dtype):
             buckets.append(cur)
@@ -79,9 +80,7 @@ def unflatten(buffer, shapes: list[tuple]) -> list:
     """Views of `buffer` with the given shapes (no copies)."""
     out, off = [], 0
     for shape in shapes:
-        n = 1
-        for d in shape:
-            n *= int(d)
+        n = math.prod(shape)
         out.append(buffer[off:off + n].view(shape))
         off += n
     if off != buffer.numel():
@@ -94,8 +93,6 @@ def unflatten(buffer, shapes: list[tuple]) -> list:
 
 def device_slot() -> tuple[str, tuple]:
     """(node id, GPU ids Ray gave this actor): what decides whether NCCL can join the members."""
-    import ray
-
     return ray.get_runtime_context().get_node_id(), tuple(str(g) for g in ray.get_gpu_ids())
 
 
@@ -111,7 +108,6 @@ def choose_backend(slots: list[tuple[str, tuple]]) -> str:
                 return "gloo"
             seen.add((node, g))
     return "nccl"
-
 
 
 class SyncGroup:
@@ -132,7 +128,6 @@ class SyncGroup:
             self.device = "cpu"
         else:
             raise ValueError(f"weight-sync backend must be 'gloo' or 'nccl', got {backend!r}")
-        self.rank = rank
 
     def broadcast(self, buffer) -> None:
         import torch.distributed as dist
@@ -151,7 +146,7 @@ class SyncGroup:
 
         loading = 0.0
         for bucket in plan:
-            n = sum(int(torch.Size(meta[i][1]).numel()) for i in bucket)
+            n = sum(math.prod(meta[i][1]) for i in bucket)
             buf = torch.empty(n, dtype=getattr(torch, meta[bucket[0]][2]), device=self.device)
             self.broadcast(buf)
             views = unflatten(buf, [meta[i][1] for i in bucket])
@@ -159,6 +154,17 @@ class SyncGroup:
             load([(meta[i][0], v) for i, v in zip(bucket, views)])
             loading += time.perf_counter() - t0
         return loading
+
+
+class SyncMember:
+    """The group-membership methods every actor of the group has (mixed into the learner and rollout actors)."""
+
+    def device_slot(self) -> tuple:
+        return device_slot()
+
+    def join_sync_group(self, rank: int, addr: str, port: int, world: int, backend: str, timeout_s: float) -> bool:
+        self.sync_group = SyncGroup(addr, port, rank, world, backend, timeout_s)
+        return True
 
 
 # ---------------------------------------------------------------------------------- in the driver
@@ -207,7 +213,7 @@ class CollectiveSync(WeightSync):
         super().__init__(*a, **kw)
         self.backend = backend
         self.meta = self.plan = None
-        self.generation = 0
+        self.joined = False
 
     def _join(self) -> None:
         addr, port = ray.get(self.learners[0].free_port.remote())  # the group's store lives in learner rank 0
@@ -218,15 +224,15 @@ class CollectiveSync(WeightSync):
         self._get([self.learners[0].join_sync_group.remote(0, *args)] +
                   [r.join_sync_group.remote(i + 1, *args) for i, r in enumerate(self.rollouts)],
                   f"forming the {backend} weight-sync group of {world}")
-        self.generation += 1
+        self.joined = True
 
     def reset(self, learners: list, rollouts: list) -> None:
         super().reset(learners, rollouts)
-        self.generation = 0  # rejoin at the next sync
+        self.joined = False  # rejoin at the next sync
 
     def sync(self, targets: list | None = None) -> tuple[float, int]:
         # targets is ignored: a broadcast needs every member, and a restarted engine arrives via reset()
-        if self.generation == 0:
+        if not self.joined:
             self._join()
         if self.plan is None:
             self.meta = self._get(self._gather_calls("weight_meta"), "reading the weight shapes")[0]

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import ray
 
-from cluster.faults import actor_lost, maybe_fail, wait_restarted
+from cluster.faults import get_with_restarts, maybe_fail
 from reward.ground_truth import GroundTruth
 from reward.scorer import RewardConfig, RewardScorer
 
@@ -61,29 +61,26 @@ class RewardServer:
         bounds = np.linspace(0, n, len(self.workers) + 1).astype(int)
         shards = [(w, lo, hi) for w, lo, hi in zip(self.workers, bounds[:-1], bounds[1:]) if hi > lo]
         refs = [w.score.remote(sample_ids[lo:hi], list(outputs[lo:hi])) for w, lo, hi in shards]
-        deadline = t0 + self.cfg.batch_timeout_s
-        parts: list = [None] * len(shards)
-        tries = [0] * len(shards)
-        for i in range(len(shards)):
-            while parts[i] is None:
-                try:
-                    parts[i] = ray.get(refs[i], timeout=max(deadline - time.perf_counter(), 0.001))
-                except ray.exceptions.GetTimeoutError:
-                    for r in refs[i:]:
-                        ray.cancel(r)
-                    raise RewardTimeout(f"reward server: a batch of {n} was not scored within "
-                                        f"{self.cfg.batch_timeout_s}s by {len(shards)} actor(s); raise "
-                                        "reward.batch_timeout_s or check plug-in timeouts") from None
-                except Exception as e:
-                    if not actor_lost(e) or tries[i] >= self.cfg.max_restarts:
-                        raise
-                    w, lo, hi = shards[i]
-                    tries[i] += 1
-                    self.restarts += 1
-                    log.warning("reward actor %d died scoring samples [%d, %d) (%s); restart %d, resubmitting "
-                                "its shard", i, lo, hi, type(e).__name__, self.restarts)
-                    wait_restarted(w, max(deadline - time.perf_counter(), 1.0), probe="ping")
-                    refs[i] = w.score.remote(sample_ids[lo:hi], list(outputs[lo:hi]))
+        deadline = time.monotonic() + self.cfg.batch_timeout_s
+        parts = []
+        for i, ((w, lo, hi), ref) in enumerate(zip(shards, refs)):
+            def resubmit(w=w, lo=lo, hi=hi):
+                return w.score.remote(sample_ids[lo:hi], list(outputs[lo:hi]))
+
+            def restarted(e, i=i, lo=lo, hi=hi):
+                self.restarts += 1
+                log.warning("reward actor %d died scoring samples [%d, %d) (%s); restart %d, resubmitting its "
+                            "shard", i, lo, hi, type(e).__name__, self.restarts)
+
+            try:
+                parts.append(get_with_restarts(ref, w, resubmit, restarted, self.cfg.max_restarts,
+                                               self.cfg.batch_timeout_s, deadline, probe="ping"))
+            except ray.exceptions.GetTimeoutError:
+                for r in refs[i:]:
+                    ray.cancel(r)
+                raise RewardTimeout(f"reward server: a batch of {n} was not scored within {self.cfg.batch_timeout_s}s "
+                                    f"by {len(shards)} actor(s); raise reward.batch_timeout_s or check plug-in "
+                                    "timeouts") from None
         out = merge(parts, n, time.perf_counter() - t0)
         out["metrics"]["fault/reward_restarts"] = float(self.restarts)
         return out

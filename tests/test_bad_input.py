@@ -110,7 +110,7 @@ def test_reward_plugin_raises_hangs_or_returns_nan(fn, kind, want, tmp_path):
     assert e.value.kind == kind
     from cluster.cli import user_error
 
-    assert user_error(RuntimeError("in an actor").with_traceback(None)) is None  # a bug stays a traceback
+    assert user_error(RuntimeError("in an actor")) is None  # a bug stays a traceback
     wrapped = RuntimeError("ray task failed")
     wrapped.__cause__ = e.value
     assert user_error(wrapped) is e.value  # a plug-in's error raised in a Ray actor is shown as the CLI error

@@ -48,6 +48,23 @@ def write_manifest(ckpt: Path, meta: dict, keep: int = 0) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def save_engine_state(engine, d: Path, **client) -> None:
+    """This rank's DeepSpeed state (weights, optimizer, scheduler) plus the torch RNG and `client` fields
+    (step, data position); every rank calls it."""
+    import torch
+
+    engine.save_checkpoint(str(d), tag="state", client_state={**client, "torch_rng": torch.get_rng_state().tolist()})
+
+
+def load_engine_state(engine, d: Path) -> dict:
+    """Restore what `save_engine_state` wrote, RNG included; returns the client fields."""
+    import torch
+
+    _, client = engine.load_checkpoint(str(d), tag="state")
+    torch.set_rng_state(torch.tensor(client["torch_rng"], dtype=torch.uint8))
+    return client
+
+
 def verify(ckpt: Path) -> str | None:
     """None when every file matches the manifest, else what is wrong (for the warning)."""
     m = ckpt / "manifest.json"
@@ -66,10 +83,6 @@ def verify(ckpt: Path) -> str | None:
         if sha256(p) != want["sha256"]:
             return f"{name} does not match its SHA-256 (corrupted)"
     return None
-
-
-def is_complete(ckpt: Path) -> bool:
-    return verify(ckpt) is None
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:

@@ -107,12 +107,12 @@ class GRPOLearner:
     # ------------------------------------------------------------------ the update
     def update(self, b: RolloutBatch, kl_coef: float | None = None) -> dict:
         t0 = time.perf_counter()
-        p_ids, resp, rmask, allowed = self._tensors(b)
-        adv = advantages(b.rewards, rmask, b.group_ids, self.cfg.algo)
-        metrics: dict[str, float] = {}
         n = len(b.prompts)
         if n == 0:
             raise ValueError(f"learner rank {self.rank}: empty batch shard (give every rank at least one prompt)")
+        p_ids, resp, rmask, allowed = self._tensors(b)
+        adv = advantages(b.rewards, rmask, b.group_ids, self.cfg.algo)
+        metrics: dict[str, float] = {}
         # every rank must take the same number of optimizer steps (their gradients meet in all-reduce)
         n_micro = self._all_reduce([-(-n // self.cfg.micro_batch)], "max")[0]
         self.engine.train()
@@ -169,8 +169,10 @@ class GRPOLearner:
         gather is collective: every rank calls this, the others get []."""
         import deepspeed
 
-        params = list(self.engine.module.parameters())
-        with deepspeed.zero.GatheredParameters(params, enabled=self.cfg.zero_stage == 3):
+        zero3 = self.cfg.zero_stage == 3
+        with deepspeed.zero.GatheredParameters(list(self.engine.module.parameters()), enabled=zero3):
             if self.rank != 0:
                 return []
-            return [(k, v.detach().to(device, copy=True)) for k, v in self.engine.module.state_dict().items()]
+            # ZeRO-3 frees the gathered storage on leaving this block, so keep copies; otherwise the live
+            # tensors do (their consumers copy them anyway: Ray on return, the broadcast into its buffer)
+            return [(k, v.detach().to(device, copy=zero3)) for k, v in self.engine.module.state_dict().items()]

@@ -189,7 +189,7 @@ def train(cfg: SFTConfig, resume: bool = False) -> dict:
     import torch.distributed as dist
     from tqdm import tqdm
 
-    from trainer.checkpoint import latest_checkpoint, step_dir, write_manifest
+    from trainer.checkpoint import latest_checkpoint, load_engine_state, save_engine_state, step_dir, write_manifest
     from trainer.distributed import ds_config, init_distributed
     from trainer.metrics_log import MetricsLog, peak_rss_mib
 
@@ -217,9 +217,8 @@ def train(cfg: SFTConfig, resume: bool = False) -> dict:
                                                               cfg.bf16))
     step, start_epoch, skip = 0, 0, 0
     if ckpt is not None:
-        _, client = engine.load_checkpoint(str(ckpt / "ds"), tag="state")
+        client = load_engine_state(engine, ckpt / "ds")
         step, start_epoch, skip = client["step"], client["epoch"], client["batches_done"]
-        torch.set_rng_state(torch.tensor(client["torch_rng"], dtype=torch.uint8))
         log.info("resumed from %s: step %d, epoch %d, %d batches into it", ckpt, step, start_epoch, skip)
     mlog = MetricsLog(run, enabled=rank == 0, append=ckpt is not None)
     if rank == 0:
@@ -231,9 +230,7 @@ def train(cfg: SFTConfig, resume: bool = False) -> dict:
             engine.module.save_pretrained(d / "hf")
             tok.save_pretrained(d / "hf")
             write_model_card(d / "hf", sid_dir_of(cfg), cfg.context, cfg.data)
-        engine.save_checkpoint(str(d / "ds"), tag="state",
-                               client_state={"step": step, "epoch": epoch, "batches_done": batches_done,
-                                             "torch_rng": torch.get_rng_state().tolist()})
+        save_engine_state(engine, d / "ds", step=step, epoch=epoch, batches_done=batches_done)
         if world > 1:
             dist.barrier()
         if rank == 0:
