@@ -41,3 +41,13 @@ def write_text_atomic(text: str, path) -> Path:
             f.write(text)
 
     return _atomic(Path(path), w)
+
+
+def write_npz_atomic(arrays: dict, path) -> Path:
+    import numpy as np
+
+    def w(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    return _atomic(Path(path), w)

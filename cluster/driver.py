@@ -112,27 +112,18 @@ class Driver:
         timing = {}
         t_step = time.perf_counter()
         ids = self.rng.choice(len(self.ex), min(g.prompts_per_step, len(self.ex)), replace=False)
-        prompts = [build_context(self.ex.ctx_items.iat[i], self.ex.ctx_fb.iat[i], self.ex.ctx_ts.iat[i],
-                                 int(self.ex.t_cut.iat[i]), self.index.sid, ctx) for i in ids]
-
-        t0 = time.perf_counter()
-        groups = self.generate(prompts)
-        timing["timing/generate"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        comps = [c for grp in groups for c in grp]
-        sample_ids = np.repeat(ids, g.sampling.n)
-        rew = self.reward.score(sample_ids, [c.token_ids for c in comps])
-        timing["timing/reward"] = time.perf_counter() - t0
+        ids, prompts, comps, rew, drop = self._rollout_groups(ids, ctx, timing)
 
         t0 = time.perf_counter()
         n = g.sampling.n
+        sample_ids = np.repeat(ids, n)
+        targets = self._targets(ids) if g.learner.nll_coef > 0 else None
         refs = []
         for a, ps in zip(self.learners, np.array_split(np.arange(len(prompts)), len(self.learners))):
             rows = np.arange(ps[0] * n, (ps[-1] + 1) * n) if len(ps) else np.empty(0, int)  # whole groups per rank
             batch = RolloutBatch([prompts[r // n] for r in rows], [comps[r].token_ids for r in rows],
                                  rew["score"][rows], list(sample_ids[rows]), [comps[r].logprobs for r in rows],
-                                 g.sampling.temperature)
+                                 g.sampling.temperature, [targets[r // n] for r in rows] if targets else None)
             refs.append(a.update.remote(batch, kl_coef))
         upd = self._get_learners(refs, "update")
         timing["timing/update"] = time.perf_counter() - t0
@@ -149,20 +140,79 @@ class Driver:
         m.update({k: v for k, v in rew["metrics"].items() if not k.startswith("timing/")})
         score = rew["score"].reshape(-1, n)
         m["reward/group_std"] = float(score.std(1).mean())
+        m["rollout/dropped_groups"] = drop
         m.update(timing)
         m["timing/step"] = time.perf_counter() - t_step
         m.update({k: float(v) for k, v in self.faults.items()})
         self.step += 1
         return m
 
-    def generate(self, prompts: list[str]) -> list:
+    def _rollout_groups(self, ids: np.ndarray, ctx: ContextConfig, timing: dict):
+        """Prompts → G samples each → rewards. With `grpo.dynamic_sampling`, groups whose rewards are all
+        equal (zero advantage: no gradient) are replaced by groups of fresh prompts, for up to
+        `dynamic_sampling_rounds` more rounds (DAPO). Returns the kept example ids, prompts, completions
+        (flat, G per prompt), their rewards, and the share of generated groups dropped."""
+        g = self.cfg.grpo
+        n, want = g.sampling.n, len(ids)
+        keep_ids, keep_prompts, keep_comps, scores, metrics = [], [], [], [], None
+        used, generated, rounds = set(), 0, 0
+        while True:
+            prompts = [build_context(self.ex.ctx_items.iat[i], self.ex.ctx_fb.iat[i], self.ex.ctx_ts.iat[i],
+                                     int(self.ex.t_cut.iat[i]), self.index.sid, ctx) for i in ids]
+            t0 = time.perf_counter()
+            comps = [c for grp in self.generate(prompts, rounds) for c in grp]
+            timing["timing/generate"] = timing.get("timing/generate", 0.0) + time.perf_counter() - t0
+            t0 = time.perf_counter()
+            rew = self.reward.score(np.repeat(ids, n), [c.token_ids for c in comps])
+            timing["timing/reward"] = timing.get("timing/reward", 0.0) + time.perf_counter() - t0
+            metrics = metrics or rew  # the first round: the policy's rewards before any selection
+            sc = rew["score"].reshape(-1, n)
+            ok = np.ones(len(ids), bool) if not g.dynamic_sampling else sc.std(1) > 1e-8
+            generated += len(ids)
+            used.update(ids.tolist())
+            for j in np.flatnonzero(ok)[: want - len(keep_ids)]:
+                keep_ids.append(int(ids[j]))
+                keep_prompts.append(prompts[j])
+                keep_comps += comps[j * n:(j + 1) * n]
+                scores.append(sc[j])
+            rounds += 1
+            if len(keep_ids) >= want or rounds > g.dynamic_sampling_rounds or not g.dynamic_sampling:
+                break
+            fresh = np.setdiff1d(np.arange(len(self.ex)), np.fromiter(used, int))
+            if len(fresh) == 0:
+                break
+            ids = self.rng.choice(fresh, min(want, len(fresh)), replace=False)
+        short = self.cfg.topology.learner_ranks - len(keep_ids)
+        if short > 0:  # every learner rank needs a group: top up with zero-advantage groups (no gradient)
+            for j in range(short):
+                keep_ids.append(int(ids[j % len(ids)]))
+                keep_prompts.append(prompts[j % len(ids)])
+                keep_comps += comps[(j % len(ids)) * n:(j % len(ids) + 1) * n]
+                scores.append(sc[j % len(ids)])
+        kept = {"score": np.concatenate(scores), "metrics": metrics["metrics"]}
+        return np.asarray(keep_ids), keep_prompts, keep_comps, kept, 1.0 - len(keep_ids) / generated
+
+    def _targets(self, ids: np.ndarray) -> list[list[int]]:
+        """Per example, the token ids of one of its future negatives (SID tokens + EOS), for NLL anchoring;
+        drawn from a generator of its own so the prompt stream does not depend on the option."""
+        rng = np.random.default_rng((self.cfg.seed, self.step))
+        out = []
+        for i in ids:
+            fut = self.ex.future_neg.iat[i]
+            item = int(rng.choice(fut)) if len(fut) else int(self.ex.next_negative.iat[i])
+            code = self.index.codes[item]
+            out.append([int(self.tmap.ids[lvl][v]) for lvl, v in enumerate(code)] + [self.tmap.eos])
+        return out
+
+    def generate(self, prompts: list[str], round_: int = 0) -> list:
         """G samples per prompt, one contiguous shard per rollout actor. The seed of a shard is fixed by
         (run seed, step, shard), so a shard regenerated after its actor died draws the same samples."""
         g, t = self.cfg.grpo, self.cfg.topology
         shards = [s for s in np.array_split(np.arange(len(prompts)), len(self.rollouts)) if len(s)]
         calls = []
         for i, s in enumerate(shards):
-            sampling = SamplingConfig(**{**vars(g.sampling), "seed": g.sampling.seed + 1000 * self.step + i})
+            seed = g.sampling.seed + 1000 * self.step + 100 * round_ + i
+            sampling = SamplingConfig(**{**vars(g.sampling), "seed": seed})
             calls.append(([prompts[j] for j in s], sampling))
         refs = [self.rollouts[i].generate.remote(*c) for i, c in enumerate(calls)]
         parts = []
@@ -232,7 +282,7 @@ class Driver:
 
     # ------------------------------------------------------------------ the curriculum
     def run(self, validate, resume: bool = False) -> list[dict] | None:
-        """Run every stage; `validate(save_dir) -> float` scores the current policy. Returns the stage
+        """Run every stage; `validate(save_dir) -> per-user hits` scores the current policy on the validation users. Returns the stage
         records, or None when `grpo.max_total_steps` stopped the run early (resumable)."""
         from trainer.curriculum import Stage
 
@@ -242,10 +292,12 @@ class Driver:
         st = self._load_state(run) if resume else None
         if st is None:
             self.mlog.truncate(0)  # a --resume that found no checkpoint starts GRPO over
-            best = validate(self.save(run / "stage_start"))
-            log.info("validation before GRPO: %.4f", best)
-            st = {"stage_idx": 0, "attempt": 0, "kl_coef": None, "step_in_stage": 0, "best": best,
-                  "best_dir": str(run / "stage_start"), "records": [{"stage": "start", "val": best, "accepted": True}]}
+            hits = validate(self.save(run / "stage_start"))
+            best = float(np.mean(hits))
+            log.info("validation before GRPO: %.4f (%d users)", best, len(hits))
+            st = {"stage_idx": 0, "attempt": 0, "kl_coef": None, "lr_scale": None, "step_in_stage": 0, "best": best,
+                  "best_hits": hits.tolist(), "best_dir": str(run / "stage_start"),
+                  "records": [{"stage": "start", "val": best, "accepted": True}]}
             self._checkpoint(run, st)  # step 0: a lost learner rank always has a checkpoint to come back to
         budget = self.cfg.grpo.max_total_steps
         from tqdm import tqdm
@@ -254,8 +306,10 @@ class Driver:
         bar = tqdm(total=total, initial=min(self.step, total), desc="grpo", unit="step", dynamic_ncols=True)
         while st["stage_idx"] < len(stages):
             base = stages[st["stage_idx"]]
-            stage = Stage(base.name, base.context_mode, base.steps, st["kl_coef"] or base.kl_coef)
+            stage = Stage(base.name, base.context_mode, base.steps, st["kl_coef"] or base.kl_coef,
+                          st.get("lr_scale") or base.lr_scale)
             ctx = ContextConfig(mode=stage.context_mode, max_items=self.cfg.grpo.max_context_items)
+            ray.get([a.set_lr.remote(self.cfg.grpo.learner.lr * stage.lr_scale) for a in self.learners])
             while st["step_in_stage"] < stage.steps:
                 if budget and self.step >= budget:
                     bar.close()
@@ -289,20 +343,22 @@ class Driver:
     def _end_stage(self, cur, stage, st: dict, run: Path, validate) -> dict:
         """Validate the stage's policy; accept it, retry the stage with a new β, or keep the previous best."""
         d = self.save(run / f"stage_{stage.name}_try{st['attempt']}")
-        val = validate(d)
-        verdict, retry = cur.judge(stage, st["attempt"], val, st["best"])
+        hits = validate(d)
+        val = float(np.mean(hits))
+        verdict, retry, delta = cur.judge(stage, st["attempt"], hits, np.asarray(st["best_hits"]))
         st["records"].append({"stage": stage.name, "attempt": st["attempt"], "kl_coef": stage.kl_coef,
-                              "val": val, "accepted": verdict == "accept", "step": self.step})
-        log.info("stage %s attempt %d: validation %.4f vs best %.4f → %s", stage.name, st["attempt"], val,
-                 st["best"], verdict)
+                              "lr_scale": stage.lr_scale, "val": val, "delta": delta,
+                              "accepted": verdict == "accept", "step": self.step})
+        log.info("stage %s attempt %d: validation %.4f vs best %.4f (Δ %+.4f, 95%% CI [%+.4f, %+.4f]) → %s",
+                 stage.name, st["attempt"], val, st["best"], delta["diff"], delta["lo"], delta["hi"], verdict)
         if verdict == "accept":
-            st["best"], st["best_dir"] = val, str(d)
+            st["best"], st["best_hits"], st["best_dir"] = val, hits.tolist(), str(d)
         else:
             self.restore(Path(st["best_dir"]))
         if verdict == "retry":
-            st.update(attempt=st["attempt"] + 1, kl_coef=retry.kl_coef, step_in_stage=0)
+            st.update(attempt=st["attempt"] + 1, kl_coef=retry.kl_coef, lr_scale=retry.lr_scale, step_in_stage=0)
         else:  # accepted, or rejected (previous weights kept): the next stage
-            st.update(stage_idx=st["stage_idx"] + 1, attempt=0, kl_coef=None, step_in_stage=0)
+            st.update(stage_idx=st["stage_idx"] + 1, attempt=0, kl_coef=None, lr_scale=None, step_in_stage=0)
         self._checkpoint(run, st)
         return st
 

@@ -29,6 +29,9 @@ class LearnerActor(SyncMember):
         maybe_fail("learner_update")
         return self.learner.update(batch, kl_coef)
 
+    def set_lr(self, lr: float) -> None:
+        self.learner.set_lr(lr)
+
     def greedy_codes(self, prompts) -> list:
         """Trie-constrained greedy codes of the current policy (to verify the engines' weights)."""
         from rollout.constrained import trie_beam_search

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cluster.atomic import write_json_atomic, write_text_atomic
+from cluster.atomic import write_json_atomic
 from cluster.config import build, to_dict
+from cluster.report import load_per_user, save_per_user, write_report, write_seeds_report
 from cluster.run_config import RunConfig
 
 log = logging.getLogger("conrec.run")
@@ -62,7 +63,7 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
 
     from evaluation.evaluate import evaluate
     from evaluation.model_method import ModelMethod
-    from feedback.split import carve_validation, training_examples
+    from feedback.split import carve_validation, holdout_validation_windows, training_examples
     from reward.ground_truth import build_ground_truth
     from trainer.metrics_log import MetricsLog
     from trainer.models import check_model_dir
@@ -76,13 +77,19 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
     log.info("[3/5] progressive GRPO on Ray")
     check_model_dir(sft_dir, index.level_sizes)  # before any actor loads it
     examples = training_examples(split, max_context=max(cfg.grpo.max_context_items * 3, 50))
-    gt = build_ground_truth(examples, split, cfg.grpo.reward.swing_n)
     val = carve_validation(split)
-    val.test = val.test.iloc[: cfg.grpo.val_users].reset_index(drop=True)
+    if cfg.grpo.val_users:
+        val.test = val.test.iloc[: cfg.grpo.val_users].reset_index(drop=True)
+    if cfg.grpo.val_holdout:
+        n0 = len(examples)
+        examples = holdout_validation_windows(examples, split, val)
+        log.info("GRPO examples: %d of %d (those reaching into the %d validation users' windows held out)",
+                 len(examples), n0, len(val.test))
+    gt = build_ground_truth(examples, split, cfg.grpo.reward.swing_n)
 
-    def validate(model_dir: Path) -> float:
+    def validate(model_dir: Path) -> np.ndarray:
         m = ModelMethod(checkpoint=str(model_dir), sid_dir=str(sid_dir))
-        return evaluate(m, val, k=cfg.k, batch_size=32, progress=False)["metrics"][f"FHR@{cfg.k}"]
+        return evaluate(m, val, k=cfg.k, batch_size=32, progress=False)["per_user"][f"FHR@{cfg.k}"]
 
     started = False
     if not ray.is_initialized():
@@ -112,86 +119,46 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
     return final, records
 
 
-def stage_eval(cfg: RunConfig, split, sid_dir: Path, models: dict, run: Path) -> dict:
+def stage_eval(cfg: RunConfig, split, sid_dir: Path, models: dict, run: Path) -> tuple[dict, dict]:
+    """Every method on the test split: metrics, and per-user values (saved to per_user.npz) for CIs."""
     from evaluation.evaluate import evaluate
     from evaluation.methods import get_method
     from evaluation.model_method import ModelMethod, alignment_accuracy
 
     log.info("[4/5] evaluation on the test split (%d users)", len(split.test))
-    results = {}
+    results, per_user = {}, {}
     for name in ("pop", "swing"):
-        results[name] = evaluate(get_method(name), split, k=cfg.k, progress=False)["metrics"]
+        r = evaluate(get_method(name), split, k=cfg.k, progress=False)
+        results[name], per_user[name] = r["metrics"], r["per_user"]
     for name, d in models.items():
         m = ModelMethod(checkpoint=str(d), sid_dir=str(sid_dir))
-        r = evaluate(m, split, k=cfg.k, batch_size=32, progress=False)["metrics"]
-        r.update(alignment_accuracy(m.model, m.tok, m.index, split))
-        results[name] = r
-    return results
+        r = evaluate(m, split, k=cfg.k, batch_size=32, progress=False)
+        r["metrics"].update(alignment_accuracy(m.model, m.tok, m.index, split))
+        results[name], per_user[name] = r["metrics"], r["per_user"]
+    save_per_user(per_user, run / "per_user.npz")
+    return results, per_user
 
 
-def write_report(cfg: RunConfig, results: dict, records: list, run: Path, seconds: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    log.info("[5/5] report → %s", run / "report.md")
-    k = cfg.k
-    keys = [f"HR@{k}", f"FHR@{k}", f"LUF@{k}", f"LIF@{k}", "CandAcc"]
-    mfile = run / "grpo" / "metrics.jsonl"
-    rows = [json.loads(x) for x in mfile.read_text().splitlines()] if mfile.exists() else []
-    # restarts survived by the last GRPO process
-    faults = {n: v for n, v in (rows[-1] if rows else {}).items() if n.startswith("fault/")}
-    report = {"dataset": cfg.data, "k": k, "results": results, "curriculum": records, "seconds": seconds,
-              "faults": faults, "config": to_dict(cfg)}
-    write_json_atomic(report, run / "report.json")
-    lines = [f"# conrec run — {cfg.data}", "", f"K = {k}; wall time {seconds / 60:.1f} min.", "",
-             "| method | " + " | ".join(keys) + " | alignment_acc |", "|---" * (len(keys) + 2) + "|"]
-    for name, r in results.items():
-        al = r.get("alignment_acc")
-        lines.append(f"| {name} | " + " | ".join(f"{r[x]:.4f}" for x in keys) + f" | {'' if al is None else f'{al:.3f}'} |")
-    if records:
-        lines += ["", "## Curriculum", "", "| stage | attempt | β | validation FHR | accepted |", "|---|---|---|---|---|"]
-        for s in records:
-            lines.append(f"| {s['stage']} | {s.get('attempt', '')} | {s.get('kl_coef', '')} | {s['val']:.4f} | "
-                         f"{s['accepted']} |")
-    if rows:
-        if any(faults.values()):
-            lines += ["", "Actor restarts survived: " + ", ".join(f"{n[6:]} {int(v)}" for n, v in faults.items())]
-        fig, ax = plt.subplots(1, 3, figsize=(13, 3.5))
-        for a, key in zip(ax, ("reward/mean", "actor/kl", "timing/generate")):
-            xs = [r["step"] for r in rows if key in r]
-            a.plot(xs, [r[key] for r in rows if key in r])
-            a.set_title(key)
-            a.set_xlabel("step")
-        fig.tight_layout()
-        fig.savefig(run / "training_curves.png", dpi=110)
-        lines += ["", "![training curves](training_curves.png)"]
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    names = list(results)
-    w = 0.8 / len(names)
-    for i, n in enumerate(names):
-        ax.bar(np.arange(len(keys)) + i * w, [results[n][x] for x in keys], w, label=n)
-    ax.set_xticks(np.arange(len(keys)) + 0.4 - w / 2, keys)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(run / "metrics.png", dpi=110)
-    lines += ["", "![metrics vs baselines](metrics.png)", ""]
-    write_text_atomic("\n".join(lines), run / "report.md")
-
-
-def run_pipeline(cfg: RunConfig, resume: bool = False) -> dict | None:
+def load_data(cfg: RunConfig):
     from feedback.loaders import load
     from feedback.split import make_split
 
+    data = load(cfg.data)
+    split = make_split(data, cfg.split)
+    log.info("data: %s; %d test users", data.report.summary().replace("\n", "; "), len(split.test))
+    return data, split
+
+
+def run_pipeline(cfg: RunConfig, resume: bool = False, loaded=None, sid_dir: Path | None = None
+                 ) -> tuple[dict, dict] | None:
+    """One run: returns ({method: metrics}, {method: per-user values}), or None when stopped by a budget.
+    `loaded` (data, split) and `sid_dir` let several seeds share the data, the split and the SIDs."""
     t0 = time.perf_counter()
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-    data = load(cfg.data)
-    split = make_split(data, cfg.split)
-    log.info("data: %s; %d test users", data.report.summary().replace("\n", "; "), len(split.test))
-    sid_dir = stage_sids(cfg, data, run)
+    data, split = loaded or load_data(cfg)
+    sid_dir = sid_dir or stage_sids(cfg, data, run)
     from sid.index import SidIndex
 
     index = SidIndex.load(sid_dir)
@@ -204,15 +171,53 @@ def run_pipeline(cfg: RunConfig, resume: bool = False) -> dict | None:
         if final is None:
             return None
         models["conrec"] = final
-    results = stage_eval(cfg, split, sid_dir, models, run)
-    write_report(cfg, results, records, run, time.perf_counter() - t0)
-    return results
+    results, per_user = stage_eval(cfg, split, sid_dir, models, run)
+    write_report(cfg, results, per_user, records, run, time.perf_counter() - t0)
+    return results, per_user
+
+
+def seeded(cfg: RunConfig, seed: int, run_dir: Path) -> RunConfig:
+    """The same run under another seed: SFT (data order, model init, task sampling) and GRPO reseeded."""
+    sft = replace(cfg.sft, seed=seed, model=replace(cfg.sft.model, tiny=replace(cfg.sft.model.tiny, seed=seed)))
+    grpo = replace(cfg.grpo, sampling=replace(cfg.grpo.sampling, seed=seed))
+    return replace(cfg, seed=seed, sft=sft, grpo=grpo, run_dir=str(run_dir))
+
+
+def run_seeds(cfg: RunConfig, n_seeds: int, resume: bool = False) -> tuple[dict, dict] | None:
+    """`--seeds N`: seeds cfg.seed … cfg.seed + N − 1 in RUN/seed_S (SIDs and split shared in RUN/sid),
+    then RUN/report.{json,md} with mean ± sd across seeds and paired CIs. A finished seed is kept."""
+    t0 = time.perf_counter()
+    run = Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    data, split = load_data(cfg)
+    sid_dir = stage_sids(cfg, data, run)
+    seeds = [cfg.seed + i for i in range(n_seeds)]
+    per_seed, per_user = {}, {}
+    for s in seeds:
+        d = run / f"seed_{s}"
+        if (d / "report.json").exists() and (d / "per_user.npz").exists():
+            per_seed[s] = json.loads((d / "report.json").read_text())["results"]
+            per_user[s] = load_per_user(d / "per_user.npz")
+            continue
+        log.info("=== seed %d (%d of %d) → %s", s, seeds.index(s) + 1, n_seeds, d)
+        out = run_pipeline(seeded(cfg, s, d), resume=resume or d.exists(), loaded=(data, split), sid_dir=sid_dir)
+        if out is None:
+            return None
+        per_seed[s], per_user[s] = out
+    write_seeds_report(cfg, seeds, per_seed, per_user, run, time.perf_counter() - t0)
+    return {m: {k: float(np.mean([per_seed[s][m][k] for s in seeds])) for k in per_seed[seeds[0]][m]}
+            for m in per_seed[seeds[0]]}, {}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="conrec run", description=__doc__.splitlines()[0])
     p.add_argument("--config", help="YAML (fields of cluster.run_config.RunConfig)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run (finished stages are kept)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="run seeds seed … seed+N−1 in RUN/seed_S (SIDs and split shared in RUN/sid) and report mean ± sd "
+                        "and paired CIs in RUN/report.md; finished seeds are kept, so a later --resume with a larger N "
+                        "adds seeds")
     p.add_argument("overrides", nargs="*")
     a = p.parse_intermixed_args(argv)  # overrides may come before or after the flags
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -220,11 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     run = Path(cfg.run_dir)
     if run.exists() and any(run.iterdir()) and not a.resume:
         raise FileExistsError(f"{run} is not empty: pass --resume to continue it, or choose another run_dir=")
-    results = run_pipeline(cfg, resume=a.resume)
-    if results is None:
+    if a.seeds is not None and a.seeds < 1:
+        p.error("--seeds must be ≥ 1")
+    out = run_seeds(cfg, a.seeds, a.resume) if a.seeds else run_pipeline(cfg, resume=a.resume)
+    if out is None:
         print(f"stopped by grpo.max_total_steps; continue with: conrec run --config ... run_dir={run} --resume")
         return 0
-    for name, r in results.items():
+    for name, r in out[0].items():
         print(f"{name:<10} " + " ".join(f"{k}={v:.4f}" for k, v in r.items() if isinstance(v, float)))
     print(f"report: {run / 'report.md'}")
     return 0

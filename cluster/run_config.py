@@ -44,8 +44,16 @@ class GRPOConfig:
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     max_context_items: int = 20
-    val_users: int = 200
-    """Validation users for the curriculum's acceptance rule (carved from training data)."""
+    val_users: int = 0
+    """Validation users for the curriculum's acceptance rule (carved from training data); 0 = all of them."""
+    val_holdout: bool = True
+    """GRPO trains only on examples whose future window ends before the validation cutoff of a validation
+    user, so validation measures what GRPO generalises, not what it saw (SFT still saw those windows)."""
+    dynamic_sampling: bool = False
+    """DAPO's dynamic sampling: drop groups whose G rewards are all equal (zero advantage) and refill the
+    step with fresh prompts; the dropped share is logged as rollout/dropped_groups."""
+    dynamic_sampling_rounds: int = 2
+    """Extra generation rounds a step may spend refilling dropped groups."""
     sync_transport: str = "collective"
     """How weights reach the engines: 'collective' (a broadcast group of learner rank 0 + the engines:
     NCCL on GPUs, gloo on CPU; 2-3x faster than the object store from 6M parameters up, bench.weight_sync)

@@ -1,4 +1,7 @@
-"""Evaluate a method on a split: the exact protocol of DESIGN.md §2, one JSON result."""
+"""Evaluate a method on a split: the exact protocol of DESIGN.md §2, one result.
+
+The result holds the metrics and, under "per_user", each metric's value per test user (NaN outside
+its population), which the paired comparisons of evaluation/compare.py resample."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from evaluation.metrics import any_hit, candidate_accuracy, item_coverage
+from evaluation.metrics import any_hit, candidate_accuracy, candidate_credit, item_coverage
 from evaluation.methods import Method
 from feedback.split import Split
 
@@ -51,6 +54,17 @@ def evaluate(method: Method, split: Split, k: int = 20, batch_size: int = 256, p
     def mean(x):
         return float(np.mean(x)) if len(x) else float("nan")
 
+    # per test user, NaN where a user is outside a metric's population: what paired comparisons resample
+    lif = np.full(n, np.nan)
+    lif[has_rare] = lif_hits
+    per_user = {
+        f"HR@{k}": any_hit(topk, nxt).astype(np.float64),
+        f"FHR@{k}": fhr_hits.astype(np.float64),
+        f"LUF@{k}": np.where(luf_mask, fhr_hits, np.nan),
+        f"LIF@{k}": lif,
+        "CandAcc": candidate_credit(cand_scores),
+    }
+
     metrics = {
         f"HR@{k}": mean(any_hit(topk, nxt)),
         f"FHR@{k}": mean(fhr_hits),
@@ -68,6 +82,7 @@ def evaluate(method: Method, split: Split, k: int = 20, batch_size: int = 256, p
         "subsets": {"n_luf_users": int(luf_mask.sum()), "n_lif_users": int(has_rare.sum())},
         "split": split.describe(),
         "timing": {"fit_s": round(t_fit, 3), "total_s": round(time.perf_counter() - t0, 3)},
+        "per_user": per_user,
     }
 
 

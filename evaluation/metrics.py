@@ -27,8 +27,8 @@ def hit_rate(topk: np.ndarray, targets: Sequence[np.ndarray], mask: np.ndarray |
     return float(hits.mean()) if len(hits) else float("nan")
 
 
-def candidate_accuracy(scores: np.ndarray, true_col: int = 0) -> float:
-    """Share of rows where the true candidate (column `true_col`) ranks first.
+def candidate_credit(scores: np.ndarray, true_col: int = 0) -> np.ndarray:
+    """Per row: 1 when the true candidate (column `true_col`) ranks first, else 0.
 
     Ties at the top are credited 1 / (number tied), the expected accuracy of a random tie-break,
     so a method that scores everything equal gets chance level rather than 0 or 1.
@@ -37,7 +37,12 @@ def candidate_accuracy(scores: np.ndarray, true_col: int = 0) -> float:
     top = scores.max(axis=1)
     true = scores[:, true_col]
     n_top = (scores == top[:, None]).sum(axis=1)
-    credit = np.where(true == top, 1.0 / n_top, 0.0)
+    return np.where(true == top, 1.0 / n_top, 0.0)
+
+
+def candidate_accuracy(scores: np.ndarray, true_col: int = 0) -> float:
+    """Share of rows where the true candidate ranks first (mean of `candidate_credit`)."""
+    credit = candidate_credit(scores, true_col)
     return float(credit.mean()) if len(credit) else float("nan")
 
 

@@ -158,7 +158,7 @@ def _candidates(true_neg, window, history, fneg_set, n_items, n, rng) -> np.ndar
     picked: list[int] = []
     seen = {true_neg}
     for pool in (window.loc[window["fb"] != -1, "iidx"].to_numpy(),
-                 rng.permutation(history.loc[history["fb"] != -1, "iidx"].to_numpy())):
+                 rng.permutation(history.loc[history["fb"] != -1, "iidx"].to_numpy(copy=True))):
         for i in pool.tolist():
             if len(picked) == n - 1:
                 break
@@ -213,3 +213,15 @@ def training_examples(split: Split, max_context: int = 50, min_context: int = 1)
             })
     return pd.DataFrame(rows, columns=["uidx", "cut_pos", "t_cut", "ctx_items", "ctx_fb", "ctx_ts", "next_negative",
                                        "future_neg", "future_pos"])
+
+
+def holdout_validation_windows(examples: pd.DataFrame, split: Split, val: Split) -> pd.DataFrame:
+    """`examples` without those of a validation user whose future window reaches the user's validation
+    cutoff (t_cut + H > validation t_cut): trained on, those windows would make validation a memory
+    test. Other users' examples, and a validation user's earlier ones, are kept."""
+    horizon = int(round(split.config.horizon_days * DAY))
+    limit = dict(zip(val.test["user_id"].tolist(), val.test["t_cut"].tolist()))
+    uid = np.asarray(split.data.user_ids)[examples["uidx"].to_numpy()]
+    lim = np.array([limit.get(u, np.iinfo(np.int64).max) for u in uid], dtype=np.int64)
+    keep = examples["t_cut"].to_numpy(dtype=np.int64) + horizon <= lim
+    return examples[keep].reset_index(drop=True)

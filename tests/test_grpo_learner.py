@@ -83,3 +83,60 @@ def test_grpo_steps_and_weight_sync(tmp_path):
     # tokens agree (same constrained distribution); later batches are sampled by the synced weights too
     assert all(r["lp_diff"] < 1e-4 for r in rows), rows
     assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-6) and rows[-1]["kl"] > 0
+
+
+NLL_CODE = r"""
+import json, sys, numpy as np
+from feedback.loaders import load
+from feedback.split import make_split, training_examples
+from sid.build import SidConfig, build_sids
+from sid.encode import EncoderConfig
+from sid.rqvae import RQVAEConfig
+from trainer.models import TinyModelConfig, build_tiny_qwen2, build_tokenizer
+from trainer.prompts import ContextConfig, build_context
+from trainer.grpo_learner import GRPOLearner, LearnerConfig, RolloutBatch
+from trainer.grpo_algo import AlgoConfig
+from rollout.constrained import SidTokenMap
+from trainer.sft import _env_single_rank
+
+work = sys.argv[1]
+_env_single_rank()
+data = load("synthetic:users=40,items=40,days=20,seed=3")
+split = make_split(data)
+ex = training_examples(split)
+index, _ = build_sids(data.items, [], SidConfig(encoder=EncoderConfig(text_encoder="hashing", progress=False),
+    rqvae=RQVAEConfig(levels=3, codebook_size=8, latent_dim=8, hidden_dims=[16], epochs=5, progress=False)),
+    work + "/sid")
+tok = build_tokenizer(["user disliked liked next dislike:"] + list(data.items.title), index.tokens(), vocab_size=400)
+model = build_tiny_qwen2(len(tok), TinyModelConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                                   num_key_value_heads=2), tok)
+model.save_pretrained(work + "/m"); tok.save_pretrained(work + "/m")
+learner = GRPOLearner(work + "/m", work + "/sid", LearnerConfig(lr=1e-2, micro_batch=64, nll_coef=1.0,
+                                                                 algo=AlgoConfig(kl_coef=0.0)))
+tmap = SidTokenMap(tok, index.level_sizes)
+ctx = ContextConfig(mode="neg_all", max_items=5)
+ids = np.arange(4)
+prompts = [build_context(ex.ctx_items.iat[i], ex.ctx_fb.iat[i], ex.ctx_ts.iat[i], ex.t_cut.iat[i], index.sid, ctx)
+           for i in ids]
+def toks(item):
+    return [int(tmap.ids[l][v]) for l, v in enumerate(index.codes[item])] + [tmap.eos]
+G = 4
+comps = [toks(j % len(index.codes)) for j in range(len(ids) * G)]
+targets = [toks(int(ex.next_negative.iat[i])) for i in ids for _ in range(G)]
+batch = RolloutBatch([p for p in prompts for _ in range(G)], comps, np.zeros(len(comps)),  # equal rewards: no PG
+                     list(np.repeat(ids, G)), None, 1.0, targets)
+nll = [learner.update(batch)["actor/nll"] for _ in range(6)]
+learner.set_lr(1e-5)
+print(json.dumps({"nll": nll, "lr": learner.engine.get_lr()}))
+"""
+
+
+def test_nll_anchoring_and_set_lr(tmp_path):
+    """With equal rewards (no policy gradient) and no KL, the NLL term alone trains the targets; the
+    curriculum's learning-rate change reaches the optimizer."""
+    proc = subprocess.run([sys.executable, "-c", NLL_CODE, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1])
+    assert out["nll"][-1] < 0.8 * out["nll"][0], out["nll"]
+    assert out["lr"] == [pytest.approx(1e-5)]

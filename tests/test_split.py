@@ -99,3 +99,13 @@ def test_training_examples_slide_and_clip():
 def test_unknown_split_method():
     with pytest.raises(ValueError, match="'per_user' or 'global'"):
         make_split(build(ROWS), SplitConfig(method="weekly"))
+
+
+def test_split_where_a_users_history_is_a_read_only_view():
+    """pandas 3 hands out read-only arrays; shuffling one in place for the CandAcc distractors failed on
+    this log (ValueError: array is read-only)."""
+    from feedback.loaders import load
+    from feedback.split import make_split
+
+    sp = make_split(load("synthetic:users=40,items=40,days=20,seed=3"))
+    assert len(sp.test) > 0 and all(len(c) == sp.config.n_candidates for c in sp.test["candidates"])

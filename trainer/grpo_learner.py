@@ -30,6 +30,10 @@ class LearnerConfig:
     """Sequences per forward/backward on one rank."""
     bf16: bool = False
     grad_clip: float = 1.0
+    nll_coef: float = 0.0
+    """NLL anchoring: this weight × the supervised loss of each prompt's target (a future negative of its
+    training example, under the trie-constrained distribution) is added to the GRPO loss, so the policy
+    keeps the SFT objective while RL reshapes it (AdaGRPO; GRPO + NLL regularisation). 0 = off."""
     pack_groups: bool = True
     """Score each group's G samples as one sequence with the prompt once (trainer/packing.py): the same
     log-probs at ≈ G× fewer tokens. False: one row per sample."""
@@ -44,6 +48,8 @@ class RolloutBatch:
     group_ids: list
     engine_logprobs: list[list[float]] | None = None
     temperature: float = 1.0
+    targets: list[list[int]] | None = None
+    """Per row, the token ids of its prompt's supervised target (SID tokens + EOS), for NLL anchoring."""
 
 
 class GRPOLearner:
@@ -141,6 +147,10 @@ class GRPOLearner:
             tokens, seqs = self._all_reduce([float(mask.sum()), float((mask.sum(-1) > 0).sum())], "sum")
             info = {"dp_size": self.world, "batch_num_tokens": tokens, "global_batch_size": seqs}
             loss, m = policy_objective(logp, old, ref, adv[sl].to(logp.device), mask, self.cfg.algo, kl_coef, info)
+            if self.cfg.nll_coef > 0 and b.targets is not None:
+                nll = self._target_nll(b, p_ids, sl)
+                loss = loss + self.cfg.nll_coef * nll
+                m["actor/nll"] = float(nll.detach())
             self.engine.backward(loss)
             self.engine.step()
             m["actor/entropy"] = float((ent * mask).sum() / mask.sum().clamp(min=1))
@@ -154,6 +164,32 @@ class GRPOLearner:
         self.step += 1
         metrics["timing/update"] = time.perf_counter() - t0
         return metrics
+
+    def _target_nll(self, b: RolloutBatch, p_ids: list, sl: slice) -> torch.Tensor:
+        """Mean negative log-likelihood of the targets of the groups in `sl` (one row per group), under the
+        same trie-constrained distribution the policy samples from."""
+        rows, seen = [], set()
+        for r in range(sl.start, sl.stop):
+            if b.group_ids[r] not in seen:
+                seen.add(b.group_ids[r])
+                rows.append(r)
+        targets = [b.targets[r] for r in rows]
+        T = max(len(t) for t in targets)
+        resp = torch.full((len(rows), T), self.tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros(len(rows), T)
+        for n, t in enumerate(targets):
+            resp[n, :len(t)] = torch.tensor(t)
+            mask[n, :len(t)] = 1
+        allowed = allowed_mask(targets, self.index.trie, self.map, len(self.tok), T) | ~mask.bool().unsqueeze(-1)
+        lay = per_sample([p_ids[r] for r in rows], targets, self.tok.pad_token_id, T)
+        logp, _ = self._logprobs(self.engine, lay, resp, allowed, 1.0)
+        mask = mask.to(logp.device)
+        return -(logp * mask).sum() / mask.sum().clamp(min=1)
+
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of every parameter group (the curriculum lowers it for a retried stage)."""
+        for g in self.engine.optimizer.param_groups:
+            g["lr"] = lr
 
     def _all_reduce(self, values: list[float], op: str) -> list[float]:
         import torch.distributed as dist

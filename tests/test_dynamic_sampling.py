@@ -1,0 +1,64 @@
+"""DAPO-style dynamic sampling in the driver: zero-variance groups are replaced by fresh prompts.
+
+The driver's selection logic is exercised alone: `generate` and the reward server are replaced by
+deterministic stand-ins (the real ones run in tests/test_run.py)."""
+
+import numpy as np
+import pandas as pd
+
+from cluster.driver import Driver
+from cluster.run_config import RunConfig
+from rollout.engine import Completion
+from trainer.prompts import ContextConfig
+
+
+class _Reward:
+    def score(self, sample_ids, outputs):
+        # examples with an even id get all-equal rewards (no gradient); odd ids get a spread
+        ids = np.asarray(sample_ids)
+        spread = np.tile(np.arange(4, dtype=float), len(ids) // 4)
+        return {"score": np.where(ids % 2 == 0, 1.0, spread), "metrics": {"reward/mean": 0.5}}
+
+
+def _driver(dynamic: bool, n_examples: int = 40) -> Driver:
+    d = Driver.__new__(Driver)
+    d.cfg = RunConfig()
+    d.cfg.grpo.sampling.n = 4
+    d.cfg.grpo.dynamic_sampling = dynamic
+    d.cfg.grpo.dynamic_sampling_rounds = 3
+    d.cfg.topology.learner_ranks = 2
+    d.ex = pd.DataFrame({"ctx_items": [np.array([1])] * n_examples, "ctx_fb": [np.array([-1])] * n_examples,
+                         "ctx_ts": [np.array([0])] * n_examples, "t_cut": [10] * n_examples})
+
+    class _Index:
+        @staticmethod
+        def sid(i):
+            return f"<a_{i}>"
+
+    d.index = _Index()
+    d.rng = np.random.default_rng(0)
+    d.reward = _Reward()
+    d.generate = lambda prompts, round_=0: [[Completion([1, 2], [0.0, 0.0])] * 4 for _ in prompts]
+    return d
+
+
+def test_dynamic_sampling_keeps_only_groups_with_a_gradient():
+    d = _driver(True)
+    ids = np.arange(8)  # half even: 4 zero-variance groups to replace
+    kept, prompts, comps, rew, dropped = d._rollout_groups(ids, ContextConfig(mode="neg_all"), {})
+    assert len(kept) == 8 and all(k % 2 == 1 for k in kept)
+    assert len(prompts) == 8 and len(comps) == 32 and rew["score"].reshape(8, 4).std(1).min() > 0
+    assert 0.4 < dropped < 0.7  # about half of all generated groups were dropped
+
+
+def test_without_dynamic_sampling_every_group_is_kept():
+    d = _driver(False)
+    kept, _, comps, rew, dropped = d._rollout_groups(np.arange(8), ContextConfig(mode="neg_all"), {})
+    assert kept.tolist() == list(range(8)) and len(comps) == 32 and dropped == 0.0
+
+
+def test_dynamic_sampling_tops_up_to_one_group_per_learner_rank():
+    d = _driver(True, n_examples=4)
+    d.cfg.topology.learner_ranks = 3
+    kept, _, comps, _, _ = d._rollout_groups(np.array([0, 2]), ContextConfig(mode="neg_all"), {})
+    assert len(kept) >= 3 and len(comps) == 4 * len(kept)
