@@ -42,6 +42,15 @@ def load_per_user(path: Path) -> dict:
     return out
 
 
+def seed_average(arrays: list) -> np.ndarray:
+    """Each user's value averaged over seeds (NaN stays NaN: a user outside a metric's population)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: users outside the population
+        return np.nanmean(np.stack(arrays), axis=0)
+
+
 def comparisons(per_user: dict, keys: list[str], confidence: float = 0.95) -> dict:
     from evaluation.compare import compare_methods
 
@@ -180,7 +189,7 @@ def write_seeds_report(cfg, seeds: list[int], per_seed: dict, per_user: dict, ru
     stats = {m: {x: {"mean": float(np.mean([per_seed[s][m][x] for s in seeds])),
                      "sd": float(np.std([per_seed[s][m][x] for s in seeds], ddof=1)) if len(seeds) > 1 else 0.0}
                  for x in keys + ["alignment_acc"] if x in per_seed[seeds[0]][m]} for m in methods}
-    avg = {m: {x: np.nanmean(np.stack([per_user[s][m][x] for s in seeds]), axis=0) for x in keys} for m in methods}
+    avg = {m: {x: seed_average([per_user[s][m][x] for s in seeds]) for x in keys} for m in methods}
     comp = comparisons(avg, keys)
     cis = _cis(avg, keys)
     report = {"dataset": cfg.data, "k": k, "seeds": seeds, "per_seed": {str(s): per_seed[s] for s in seeds},

@@ -78,8 +78,9 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
     check_model_dir(sft_dir, index.level_sizes)  # before any actor loads it
     examples = training_examples(split, max_context=max(cfg.grpo.max_context_items * 3, 50))
     val = carve_validation(split)
-    if cfg.grpo.val_users:
-        val.test = val.test.iloc[: cfg.grpo.val_users].reset_index(drop=True)
+    if cfg.grpo.val_users and cfg.grpo.val_users < len(val.test):
+        pick = np.sort(np.random.default_rng(cfg.split.seed).choice(len(val.test), cfg.grpo.val_users, replace=False))
+        val.test = val.test.iloc[pick].reset_index(drop=True)
     if cfg.grpo.val_holdout:
         n0 = len(examples)
         examples = holdout_validation_windows(examples, split, val)

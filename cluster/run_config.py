@@ -44,8 +44,11 @@ class GRPOConfig:
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     max_context_items: int = 20
-    val_users: int = 0
-    """Validation users for the curriculum's acceptance rule (carved from training data); 0 = all of them."""
+    val_users: int = 200
+    """Validation users for the curriculum's acceptance rule: a seeded random sample of the users carved
+    from training data (0 = all). With `val_holdout` their last windows leave GRPO's training data, so
+    the sample is a trade: on MovieLens-100k, where users rate in bursts, holding out all 629 would
+    remove 84 % of the examples; 200 remove about a quarter."""
     val_holdout: bool = True
     """GRPO trains only on examples whose future window ends before the validation cutoff of a validation
     user, so validation measures what GRPO generalises, not what it saw (SFT still saw those windows)."""

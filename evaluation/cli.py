@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         from evaluation.model_method import alignment_accuracy
 
         result["metrics"].update(alignment_accuracy(method.model, method.tok, method.index, split))
+    result.pop("per_user")  # arrays for paired comparisons (cluster/report.py); the JSON keeps the metrics
     result["dataset"] = a.data
     result["config"] = to_dict(cfg)
     print(one_line(result))

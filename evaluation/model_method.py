@@ -14,8 +14,9 @@ from feedback.split import Split
 from trainer.prompts import ContextConfig, alignment_question, build_context
 
 
-def load_model_dir(checkpoint: str, sid_dir: str = ""):
-    """Model, tokenizer, SID index and context config of a conrec model folder."""
+def load_model_dir(checkpoint: str, sid_dir: str = "", device: str = "auto"):
+    """Model, tokenizer, SID index and context config of a conrec model folder; the model on `device`
+    ('auto': the GPU when there is one)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -27,7 +28,9 @@ def load_model_dir(checkpoint: str, sid_dir: str = ""):
     if not sid_dir:
         raise FileNotFoundError(f"{ck} has no conrec.json naming its SIDs; pass --sid-dir")
     tok = AutoTokenizer.from_pretrained(ck)
-    model = AutoModelForCausalLM.from_pretrained(ck, dtype=torch.float32).eval()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(ck, dtype=torch.float32).eval().to(device)
     from trainer.models import check_tokenizer_fits
 
     check_tokenizer_fits(tok, model.get_input_embeddings().num_embeddings, str(ck))
@@ -45,12 +48,14 @@ class ModelMethod(Method):
     extra_beams: int = 20
     """Beams beyond K, so that K remain after the user's context items are removed."""
     context: ContextConfig | None = None
+    device: str = "auto"
+    """Where the model runs: 'auto' (the GPU when there is one), 'cpu', 'cuda', 'cuda:1', …"""
 
     def fit(self, split: Split) -> None:
         from rollout.constrained import SidTokenMap
 
         self.split = split
-        self.model, self.tok, self.index, card_ctx = load_model_dir(self.checkpoint, self.sid_dir)
+        self.model, self.tok, self.index, card_ctx = load_model_dir(self.checkpoint, self.sid_dir, self.device)
         self.context = self.context or card_ctx
         self.index.check_catalogue(split.data.items["item_id"].to_numpy())
         self.map = SidTokenMap(self.tok, self.index.level_sizes)

@@ -12,7 +12,7 @@ of its own, and windows are clipped at the user's evaluation cutoff.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,10 @@ class SplitConfig:
     n_candidates: int = 20
     """Candidate Acc.: one true future negative plus n_candidates - 1 distractors."""
     seed: int = 0
+    validation_run: bool = False
+    """Tuning mode: cut the training events again by the same rule and use that as the whole split, so
+    the test users become the validation users carved from training data. A run tuned this way never
+    reads the test split; `conrec run ... split.validation_run=true` is how hyperparameters are chosen."""
 
 
 @dataclass
@@ -91,6 +95,8 @@ def _cut_positions(ev: pd.DataFrame, cfg: SplitConfig) -> tuple[np.ndarray, np.n
 def make_split(data: FeedbackData, cfg: SplitConfig | None = None) -> Split:
     """Cut `data` per `cfg`; build the test table (labels and Candidate Acc. candidates)."""
     cfg = cfg or SplitConfig()
+    if cfg.validation_run:
+        return carve_validation(make_split(data, replace(cfg, validation_run=False)), replace(cfg, validation_run=False))
     ev = data.events  # sorted by (user_id, timestamp, item_id) at validation
     pos, cut, t_cut_global = _cut_positions(ev, cfg)
     is_ctx = pos < cut

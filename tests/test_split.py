@@ -109,3 +109,18 @@ def test_split_where_a_users_history_is_a_read_only_view():
 
     sp = make_split(load("synthetic:users=40,items=40,days=20,seed=3"))
     assert len(sp.test) > 0 and all(len(c) == sp.config.n_candidates for c in sp.test["candidates"])
+
+
+def test_validation_run_never_reads_the_test_windows():
+    from feedback.loaders import load
+    from feedback.split import SplitConfig, make_split
+
+    data = load("synthetic:users=80,items=60,days=30,seed=1")
+    full = make_split(data)
+    tune = make_split(data, SplitConfig(validation_run=True))
+    # the tuning split lives entirely inside the full split's training events
+    assert len(tune.train) < len(full.train)
+    last_train = full.train.groupby("user_id")["timestamp"].max()
+    for _, r in tune.test.iterrows():
+        assert r["t_cut"] <= last_train[r["user_id"]]
+    assert "[validation]" in tune.data.name

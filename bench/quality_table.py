@@ -1,0 +1,92 @@
+"""The quality sweep's table: every variant of scripts/quality_sweep, mean ± sd over seeds, paired CIs.
+
+    python -m bench.quality_table [--root runs/quality] [--out docs/results/quality_ml100k]
+
+Reads ROOT/<variant>/seed_S/{report.json, per_user.npz}, pools the seeds present in every variant, and
+writes OUT.json (machine-readable) and OUT.md (the table for docs/BENCHMARKS.md). Comparisons are paired
+bootstraps over test users on seed-averaged per-user values (cluster/report.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cluster.atomic import write_json_atomic, write_text_atomic
+from cluster.report import comparisons, load_per_user, seed_average
+from evaluation.compare import verdict
+
+KEYS = ["HR@20", "FHR@20", "LUF@20", "LIF@20", "CandAcc"]
+
+
+def collect(root: Path) -> dict:
+    out = {}
+    for v in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "base"):
+        seeds = {}
+        for d in sorted(v.glob("seed_*")):
+            if (d / "report.json").exists() and (d / "per_user.npz").exists():
+                rep = json.loads((d / "report.json").read_text())
+                seeds[int(d.name[5:])] = {"results": rep["results"], "per_user": load_per_user(d / "per_user.npz"),
+                                          "seconds": rep["seconds"], "curriculum": rep.get("curriculum", [])}
+        if seeds:
+            out[v.name] = seeds
+    return out
+
+
+def table(runs: dict) -> tuple[dict, str]:
+    rows, lines = {}, []
+    head = "| variant | seeds | " + " | ".join(KEYS) + " | Δ FHR@20 vs SFT-only [95 % CI] | Δ FHR@20 vs Swing [95 % CI] | " \
+           "stages accepted | wall min / run |"
+    lines += [head, "|---" * (head.count("|") - 1) + "|"]
+    base_done = False
+    for v, seeds in runs.items():
+        ss = sorted(seeds)
+        methods = ["pop", "swing", "sft_only"] if not base_done else []
+        methods += ["conrec"] if "conrec" in seeds[ss[0]]["results"] else []
+        avg = {m: {k: seed_average([seeds[s]["per_user"][m][k] for s in ss]) for k in KEYS}
+               for m in ("swing", "sft_only", "conrec") if m in seeds[ss[0]]["per_user"]}
+        comp = comparisons(avg, KEYS)
+        for m in methods:
+            vals = {k: [seeds[s]["results"][m][k] for s in ss] for k in KEYS}
+            name = m if m != "conrec" else v
+            cell = {k: (float(np.mean(x)), float(np.std(x, ddof=1)) if len(x) > 1 else 0.0) for k, x in vals.items()}
+            row = {"seeds": ss, "mean_sd": cell}
+            line = f"| {name} | {len(ss)} | " + " | ".join(f"{a:.4f} ± {b:.4f}" for a, b in cell.values())
+            for base in ("sft_only", "swing"):
+                c = comp.get(base, {}).get(m, {}).get("FHR@20")
+                row[f"vs_{base}"] = c
+                line += f" | {c['diff']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}] ({verdict(c)})" if c else " | –"
+            if m == "conrec":
+                acc = [sum(1 for r in seeds[s]["curriculum"] if r.get("accepted") and r["stage"] != "start")
+                       for s in ss]
+                row["stages_accepted"] = acc
+                row["wall_min"] = [seeds[s]["seconds"] / 60 for s in ss]
+                line += f" | {'/'.join(map(str, acc))} | {np.median(row['wall_min']):.1f} |"
+            else:
+                line += " | – | – |"
+            rows[name] = row
+            lines.append(line)
+        base_done = True
+    return rows, "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", default="runs/quality")
+    p.add_argument("--out", default="docs/results/quality_ml100k")
+    a = p.parse_args(argv)
+    runs = collect(Path(a.root))
+    if not runs:
+        raise FileNotFoundError(f"no finished variant under {a.root}: run scripts/quality_sweep first")
+    rows, md = table(runs)
+    write_json_atomic(rows, Path(a.out + ".json"))
+    write_text_atomic(md + "\n", Path(a.out + ".md"))
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
