@@ -132,12 +132,30 @@ def stage_eval(cfg: RunConfig, split, sid_dir: Path, models: dict, run: Path) ->
         r = evaluate(get_method(name), split, k=cfg.k, progress=False)
         results[name], per_user[name] = r["metrics"], r["per_user"]
     for name, d in models.items():
+        # a model shared by several runs (the SFT model of one seed across a sweep) is evaluated once
+        cache = Path(d) / "eval_cache" / _eval_key(cfg, split, sid_dir)
+        if (cache / "metrics.json").exists() and (cache / "per_user.npz").exists():
+            results[name] = json.loads((cache / "metrics.json").read_text())
+            per_user[name] = load_per_user(cache / "per_user.npz")["m"]
+            log.info("%s: evaluation reused from %s", name, cache)
+            continue
         m = ModelMethod(checkpoint=str(d), sid_dir=str(sid_dir))
         r = evaluate(m, split, k=cfg.k, batch_size=32, progress=False)
         r["metrics"].update(alignment_accuracy(m.model, m.tok, m.index, split))
         results[name], per_user[name] = r["metrics"], r["per_user"]
+        save_per_user({"m": r["per_user"]}, cache / "per_user.npz")
+        write_json_atomic(r["metrics"], cache / "metrics.json")
     save_per_user(per_user, run / "per_user.npz")
     return results, per_user
+
+
+def _eval_key(cfg: RunConfig, split, sid_dir: Path) -> str:
+    """What an evaluation result depends on besides the weights: data, split, K, SIDs, test users."""
+    import hashlib
+
+    what = json.dumps([cfg.data, to_dict(cfg.split), cfg.k, str(Path(sid_dir).resolve()), len(split.test),
+                       split.test["uidx"].tolist()[:50]])
+    return hashlib.sha256(what.encode()).hexdigest()[:16]
 
 
 def load_data(cfg: RunConfig):

@@ -73,3 +73,29 @@ def test_conrec_run_stops_and_resumes_grpo(tmp_path):
     assert steps == [1, 2, 3, 4]  # the log continues: step 4 is the resumed stage's last step
     rep = json.loads((run / "report.json").read_text())
     assert [s["stage"] for s in rep["curriculum"]] [:2] == ["start", "neg_all"] and rep["curriculum"][-1]["step"] == 4
+
+
+def test_conrec_run_seeds_share_sids_and_report_cis(tmp_path):
+    """`--seeds 2`: one SID build, one SFT per seed (reseeded), an aggregate report with mean ± sd and
+    paired CIs against Swing; a second call with --resume keeps the finished seeds."""
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"), f"run_dir={run}",
+            "data=synthetic:users=120,items=100,days=30,seed=1", "sid.encoder.text_encoder=hashing",
+            "sid.rqvae.epochs=10", "sid.rqvae.codebook_size=16", "sft.epochs=1", "sft.model.tiny.hidden_size=64",
+            "sft.model.tiny.num_hidden_layers=1", "sft.model.tiny.num_attention_heads=2",
+            "sft.model.tiny.num_key_value_heads=2", "run_grpo=false", "--seeds", "2"]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    rep = json.loads((run / "report.json").read_text())
+    assert rep["seeds"] == [0, 1] and set(rep["mean_sd"]) == {"pop", "swing", "sft_only"}
+    assert rep["mean_sd"]["swing"]["FHR@20"]["sd"] == 0.0  # a count-based baseline does not depend on the seed
+    c = rep["paired_seed_avg"]["swing"]["sft_only"]["FHR@20"]
+    assert c["lo"] <= c["diff"] <= c["hi"] and c["n"] > 0
+    assert not (run / "seed_0" / "sid").exists() and (run / "sid" / "report.json").exists()
+    w0 = (run / "seed_0" / "sft" / "final" / "model.safetensors").read_bytes()
+    w1 = (run / "seed_1" / "sft" / "final" / "model.safetensors").read_bytes()
+    assert w0 != w1  # SFT reseeded
+    for f in ("report.md", "metrics.png", "seed_0/report.md", "seed_1/per_user.npz"):
+        assert (run / f).exists(), f
+    again = subprocess.run(args + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "=== seed" not in again.stderr
