@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.stack
 
-CODE = r"""
+SETUP = r"""
 import json, sys, numpy as np, torch
 from feedback.loaders import load
 from feedback.split import make_split, training_examples
@@ -22,31 +22,35 @@ from trainer.models import TinyModelConfig, build_tiny_qwen2, build_tokenizer
 from trainer.prompts import ContextConfig, build_context
 from trainer.grpo_learner import GRPOLearner, LearnerConfig, RolloutBatch
 from trainer.grpo_algo import AlgoConfig
-from rollout.engine import SamplingConfig
-from rollout.vllm_engine import VllmEngine
 from rollout.constrained import SidTokenMap, trie_beam_search
-from reward.ground_truth import build_ground_truth
-from reward.scorer import RewardConfig, RewardScorer
 from trainer.sft import _env_single_rank
 
-work = sys.argv[1]
+work, data_spec, vocab = sys.argv[1], sys.argv[2], int(sys.argv[3])
 _env_single_rank()
-data = load("synthetic:users=60,items=60,days=20,seed=2")
+data = load(data_spec)
 split = make_split(data)
 ex = training_examples(split)
 index, _ = build_sids(data.items, [], SidConfig(encoder=EncoderConfig(text_encoder="hashing", progress=False),
     rqvae=RQVAEConfig(levels=3, codebook_size=8, latent_dim=8, hidden_dims=[16], epochs=10, progress=False)),
     work + "/sid")
-gt = build_ground_truth(ex, split, swing_n=5)
-tok = build_tokenizer(["user disliked liked next dislike:"] + list(data.items.title), index.tokens(), vocab_size=600)
+tok = build_tokenizer(["user disliked liked next dislike:"] + list(data.items.title), index.tokens(), vocab_size=vocab)
 model = build_tiny_qwen2(len(tok), TinyModelConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
                                                    num_key_value_heads=2), tok)
 model.save_pretrained(work + "/m"); tok.save_pretrained(work + "/m")
+tmap = SidTokenMap(tok, index.level_sizes)
+ctx = ContextConfig(mode="neg_all", max_items=5)
+"""
+
+CODE = SETUP + r"""
+from rollout.engine import SamplingConfig
+from rollout.vllm_engine import VllmEngine
+from reward.ground_truth import build_ground_truth
+from reward.scorer import RewardConfig, RewardScorer
+
+gt = build_ground_truth(ex, split, swing_n=5)
 eng = VllmEngine(work + "/m", work + "/sid", seed=0, max_model_len=256)
 learner = GRPOLearner(work + "/m", work + "/sid", LearnerConfig(lr=5e-3, micro_batch=64, algo=AlgoConfig(kl_coef=0.01)))
 scorer = RewardScorer(RewardConfig(), gt, index, None)
-tmap = SidTokenMap(tok, index.level_sizes)
-ctx = ContextConfig(mode="neg_all", max_items=5)
 rng = np.random.default_rng(0)
 G, rows = 8, []
 for step in range(3):
@@ -72,7 +76,8 @@ print(json.dumps(rows))
 
 
 def test_grpo_steps_and_weight_sync(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", CODE, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", CODE, str(tmp_path), "synthetic:users=60,items=60,days=20,seed=2", "600"],
+                          cwd=ROOT, capture_output=True, text=True,
                           timeout=500)
     assert proc.returncode == 0, proc.stderr[-4000:]
     rows = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("[")][-1])
@@ -85,36 +90,9 @@ def test_grpo_steps_and_weight_sync(tmp_path):
     assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-6) and rows[-1]["kl"] > 0
 
 
-NLL_CODE = r"""
-import json, sys, numpy as np
-from feedback.loaders import load
-from feedback.split import make_split, training_examples
-from sid.build import SidConfig, build_sids
-from sid.encode import EncoderConfig
-from sid.rqvae import RQVAEConfig
-from trainer.models import TinyModelConfig, build_tiny_qwen2, build_tokenizer
-from trainer.prompts import ContextConfig, build_context
-from trainer.grpo_learner import GRPOLearner, LearnerConfig, RolloutBatch
-from trainer.grpo_algo import AlgoConfig
-from rollout.constrained import SidTokenMap
-from trainer.sft import _env_single_rank
-
-work = sys.argv[1]
-_env_single_rank()
-data = load("synthetic:users=40,items=40,days=20,seed=3")
-split = make_split(data)
-ex = training_examples(split)
-index, _ = build_sids(data.items, [], SidConfig(encoder=EncoderConfig(text_encoder="hashing", progress=False),
-    rqvae=RQVAEConfig(levels=3, codebook_size=8, latent_dim=8, hidden_dims=[16], epochs=5, progress=False)),
-    work + "/sid")
-tok = build_tokenizer(["user disliked liked next dislike:"] + list(data.items.title), index.tokens(), vocab_size=400)
-model = build_tiny_qwen2(len(tok), TinyModelConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
-                                                   num_key_value_heads=2), tok)
-model.save_pretrained(work + "/m"); tok.save_pretrained(work + "/m")
+NLL_CODE = SETUP + r"""
 learner = GRPOLearner(work + "/m", work + "/sid", LearnerConfig(lr=1e-2, micro_batch=64, nll_coef=1.0,
                                                                  algo=AlgoConfig(kl_coef=0.0)))
-tmap = SidTokenMap(tok, index.level_sizes)
-ctx = ContextConfig(mode="neg_all", max_items=5)
 ids = np.arange(4)
 prompts = [build_context(ex.ctx_items.iat[i], ex.ctx_fb.iat[i], ex.ctx_ts.iat[i], ex.t_cut.iat[i], index.sid, ctx)
            for i in ids]
@@ -134,7 +112,8 @@ print(json.dumps({"nll": nll, "lr": learner.engine.get_lr()}))
 def test_nll_anchoring_and_set_lr(tmp_path):
     """With equal rewards (no policy gradient) and no KL, the NLL term alone trains the targets; the
     curriculum's learning-rate change reaches the optimizer."""
-    proc = subprocess.run([sys.executable, "-c", NLL_CODE, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", NLL_CODE, str(tmp_path), "synthetic:users=40,items=40,days=20,seed=3",
+                           "400"], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1])
