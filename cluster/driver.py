@@ -295,7 +295,7 @@ class Driver:
             hits = validate(self.save(run / "stage_start"))
             best = float(np.mean(hits))
             log.info("validation before GRPO: %.4f (%d users)", best, len(hits))
-            st = {"stage_idx": 0, "attempt": 0, "kl_coef": None, "lr_scale": None, "step_in_stage": 0, "best": best,
+            st = {"stage_idx": 0, "attempt": 0, "kl_coef": None, "lr_scale": None, "step_in_stage": 0,
                   "best_hits": hits.tolist(), "best_dir": str(run / "stage_start"),
                   "records": [{"stage": "start", "val": best, "accepted": True}]}
             self._checkpoint(run, st)  # step 0: a lost learner rank always has a checkpoint to come back to
@@ -345,14 +345,15 @@ class Driver:
         d = self.save(run / f"stage_{stage.name}_try{st['attempt']}")
         hits = validate(d)
         val = float(np.mean(hits))
-        verdict, retry, delta = cur.judge(stage, st["attempt"], hits, np.asarray(st["best_hits"]))
+        best = np.asarray(st["best_hits"])
+        verdict, retry, delta = cur.judge(stage, st["attempt"], hits, best)
         st["records"].append({"stage": stage.name, "attempt": st["attempt"], "kl_coef": stage.kl_coef,
                               "lr_scale": stage.lr_scale, "val": val, "delta": delta,
                               "accepted": verdict == "accept", "step": self.step})
         log.info("stage %s attempt %d: validation %.4f vs best %.4f (Δ %+.4f, 95%% CI [%+.4f, %+.4f]) → %s",
-                 stage.name, st["attempt"], val, st["best"], delta["diff"], delta["lo"], delta["hi"], verdict)
+                 stage.name, st["attempt"], val, best.mean(), delta["diff"], delta["lo"], delta["hi"], verdict)
         if verdict == "accept":
-            st["best"], st["best_hits"], st["best_dir"] = val, hits.tolist(), str(d)
+            st["best_hits"], st["best_dir"] = hits.tolist(), str(d)
         else:
             self.restore(Path(st["best_dir"]))
         if verdict == "retry":

@@ -136,7 +136,7 @@ def write_report(cfg, results: dict, per_user: dict, records: list, run: Path, s
               "curriculum": records, "acceptance_rule": acceptance_rule(cfg), "seconds": seconds,
               "faults": faults, "config": to_dict(cfg)}
     write_json_atomic(report, run / "report.json")
-    lines = [f"# conrec run — {cfg.data}", "", f"K = {k}; {len(next(iter(per_user.values()))[keys[1]])} test users; "
+    lines = [f"# conrec run — {cfg.data}", "", f"K = {k}; {len(per_user['pop'][keys[1]])} test users; "
              f"wall time {seconds / 60:.1f} min.", "",
              "| method | " + " | ".join(keys) + " | alignment_acc |", "|---" * (len(keys) + 2) + "|"]
     for name, r in results.items():

@@ -22,7 +22,7 @@ import numpy as np
 
 from cluster.atomic import write_json_atomic
 from cluster.config import build, to_dict
-from cluster.report import load_per_user, save_per_user, write_report, write_seeds_report
+from cluster.report import load_per_user, save_per_user, seed_average, write_report, write_seeds_report
 from cluster.run_config import RunConfig
 
 log = logging.getLogger("conrec.run")
@@ -153,8 +153,7 @@ def _eval_key(cfg: RunConfig, split, sid_dir: Path) -> str:
     """What an evaluation result depends on besides the weights: data, split, K, SIDs, test users."""
     import hashlib
 
-    what = json.dumps([cfg.data, to_dict(cfg.split), cfg.k, str(Path(sid_dir).resolve()), len(split.test),
-                       split.test["uidx"].tolist()[:50]])
+    what = json.dumps([cfg.data, to_dict(cfg.split), cfg.k, str(Path(sid_dir).resolve()), split.test["uidx"].tolist()])
     return hashlib.sha256(what.encode()).hexdigest()[:16]
 
 
@@ -225,8 +224,10 @@ def run_seeds(cfg: RunConfig, n_seeds: int, resume: bool = False) -> tuple[dict,
             return None
         per_seed[s], per_user[s] = out
     write_seeds_report(cfg, seeds, per_seed, per_user, run, time.perf_counter() - t0)
-    return {m: {k: float(np.mean([per_seed[s][m][k] for s in seeds])) for k in per_seed[seeds[0]][m]}
-            for m in per_seed[seeds[0]]}, {}
+    methods = per_seed[seeds[0]]
+    means = {m: {k: float(np.mean([per_seed[s][m][k] for s in seeds])) for k in methods[m]} for m in methods}
+    return means, {m: {k: seed_average([per_user[s][m][k] for s in seeds]) for k in per_user[seeds[0]][m]}
+                   for m in methods}
 
 
 def main(argv: list[str] | None = None) -> int:

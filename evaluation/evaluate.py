@@ -47,6 +47,7 @@ def evaluate(method: Method, split: Split, k: int = 20, batch_size: int = 256, p
     train_neg = split.train_negative_counts()
     rare = [f[train_neg[f] < LIF_MAX_TRAIN_NEG] for f in future]
     has_rare = np.array([len(r) > 0 for r in rare])
+    hr_hits = any_hit(topk, nxt)
     fhr_hits = any_hit(topk, future)
     luf_mask = n_ctx_neg < LUF_MAX_CONTEXT_NEG
     lif_hits = any_hit(topk[has_rare], [r for r, h in zip(rare, has_rare) if h])
@@ -58,7 +59,7 @@ def evaluate(method: Method, split: Split, k: int = 20, batch_size: int = 256, p
     lif = np.full(n, np.nan)
     lif[has_rare] = lif_hits
     per_user = {
-        f"HR@{k}": any_hit(topk, nxt).astype(np.float64),
+        f"HR@{k}": hr_hits.astype(np.float64),
         f"FHR@{k}": fhr_hits.astype(np.float64),
         f"LUF@{k}": np.where(luf_mask, fhr_hits, np.nan),
         f"LIF@{k}": lif,
@@ -66,7 +67,7 @@ def evaluate(method: Method, split: Split, k: int = 20, batch_size: int = 256, p
     }
 
     metrics = {
-        f"HR@{k}": mean(any_hit(topk, nxt)),
+        f"HR@{k}": mean(hr_hits),
         f"FHR@{k}": mean(fhr_hits),
         f"LUF@{k}": mean(fhr_hits[luf_mask]),
         f"LIF@{k}": mean(lif_hits),

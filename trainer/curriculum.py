@@ -84,10 +84,10 @@ class Progressive:
         from evaluation.compare import paired_diff
 
         c = self.cfg
-        d = paired_diff(per_user, best_per_user, confidence=c.confidence, seed=attempt)
-        dropped = d["hi"] < -c.tolerance if c.acceptance == "paired_ci" else d["diff"] < -c.tolerance
         if c.acceptance not in ("paired_ci", "point"):
             raise ValueError(f"curriculum.acceptance must be 'paired_ci' or 'point', got {c.acceptance!r}")
+        d = paired_diff(per_user, best_per_user, confidence=c.confidence, seed=attempt)
+        dropped = d["hi"] < -c.tolerance if c.acceptance == "paired_ci" else d["diff"] < -c.tolerance
         if not dropped:
             return "accept", None, d
         if attempt < c.max_retries:

@@ -81,15 +81,19 @@ class GRPOLearner:
         """Prompt token ids, right-padded response ids [N, T] with their mask, and the trie's allowed
         tokens at each response position [N, T, V]."""
         p_ids = [self.tok(p, add_special_tokens=False)["input_ids"] for p in b.prompts]
-        T = max(len(c) for c in b.completions)
-        resp = torch.full((len(p_ids), T), self.tok.pad_token_id, dtype=torch.long)
-        rmask = torch.zeros(len(p_ids), T)
-        for n, c in enumerate(b.completions):
+        return (p_ids, *self._responses(b.completions))
+
+    def _responses(self, completions: list[list[int]]):
+        """Right-padded response ids [N, T], their mask, and the trie's allowed tokens [N, T, V]."""
+        T = max(len(c) for c in completions)
+        resp = torch.full((len(completions), T), self.tok.pad_token_id, dtype=torch.long)
+        rmask = torch.zeros(len(completions), T)
+        for n, c in enumerate(completions):
             resp[n, :len(c)] = torch.tensor(c)
             rmask[n, :len(c)] = 1
-        allowed = allowed_mask(b.completions, self.index.trie, self.map, len(self.tok), T)
+        allowed = allowed_mask(completions, self.index.trie, self.map, len(self.tok), T)
         allowed |= ~rmask.bool().unsqueeze(-1)  # padding positions: anything (masked out of the loss)
-        return p_ids, resp, rmask, allowed
+        return resp, rmask, allowed
 
     def _layout(self, b: RolloutBatch, p_ids: list, sl: slice, T: int) -> Layout:
         rows = range(sl.start, sl.stop)
@@ -174,14 +178,8 @@ class GRPOLearner:
                 seen.add(b.group_ids[r])
                 rows.append(r)
         targets = [b.targets[r] for r in rows]
-        T = max(len(t) for t in targets)
-        resp = torch.full((len(rows), T), self.tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros(len(rows), T)
-        for n, t in enumerate(targets):
-            resp[n, :len(t)] = torch.tensor(t)
-            mask[n, :len(t)] = 1
-        allowed = allowed_mask(targets, self.index.trie, self.map, len(self.tok), T) | ~mask.bool().unsqueeze(-1)
-        lay = per_sample([p_ids[r] for r in rows], targets, self.tok.pad_token_id, T)
+        resp, mask, allowed = self._responses(targets)
+        lay = per_sample([p_ids[r] for r in rows], targets, self.tok.pad_token_id, resp.shape[1])
         logp, _ = self._logprobs(self.engine, lay, resp, allowed, 1.0)
         mask = mask.to(logp.device)
         return -(logp * mask).sum() / mask.sum().clamp(min=1)
