@@ -2,7 +2,7 @@
 
     for each curriculum stage, for each step:
         prompts   ← training examples (context built as the stage says)
-        rollouts  ← rollout actors, G trie-constrained samples per prompt
+        rollouts  ← rollout actors, G trie-constrained samples (or beam codes) per prompt
         rewards   ← reward server
         update    ← learner ranks (old/ref log-probs, advantages, loss, optimizer step)
         sync      ← learner rank 0's weights → every rollout actor
@@ -163,7 +163,7 @@ class Driver:
             comps = [c for grp in self.generate(prompts, rounds) for c in grp]
             timing["timing/generate"] = timing.get("timing/generate", 0.0) + time.perf_counter() - t0
             t0 = time.perf_counter()
-            rew = self.reward.score(np.repeat(ids, n), [c.token_ids for c in comps])
+            rew = self.reward.score(np.repeat(ids, n), [c.token_ids for c in comps], n)
             timing["timing/reward"] = timing.get("timing/reward", 0.0) + time.perf_counter() - t0
             metrics = metrics or rew  # the first round: the policy's rewards before any selection
             sc = rew["score"].reshape(-1, n)

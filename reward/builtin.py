@@ -32,6 +32,9 @@ class RewardBatch:
     out_items: np.ndarray  # generated item index per sample, -1 when the code is no catalogue item
     gt: GroundTruth
     space: CodebookSpace
+    group_size: int = 1
+    """Consecutive samples of one prompt's group (the batch holds whole groups, in rollout order: for beam
+    groups, best first)."""
 
 
 def _gts_fps_sims(b: RewardBatch) -> tuple[np.ndarray, np.ndarray]:
@@ -57,6 +60,25 @@ def hit(b: RewardBatch, level_rewards: tuple = (1.0, 0.1, 0.01)) -> dict:
     table = np.asarray(level_rewards, dtype=np.float32)
     score = np.where((m > 0) & (short < len(table)), table[np.minimum(short, len(table) - 1)], 0.0)
     return {"score": score.astype(np.float32), "matched_levels": m.astype(np.float32)}
+
+
+@register_reward("rank_hit")
+def rank_hit(b: RewardBatch, penalty: float = 1.0, level_rewards: tuple = (1.0, 0.1, 0.01)) -> dict:
+    """`hit`, plus a rank term for beam groups (best first; grpo.sampling.mode=beam): in a group holding a
+    full hit, a wrong item at rank k (0-based) loses penalty · w_k / Σ_j w_j, w_k = 1 / log2(k + 2), so the
+    wrong items the policy ranks highest cost most (the NDCG-shaped "ranking" reward of MiniOneRec/ReRe).
+    A group without a full hit keeps the plain hit reward: the rank term never makes a gradient out of a
+    group where nothing was found (that pushes the policy onto a few items)."""
+    G = b.group_size
+    if G < 2 or len(b.out_items) % G:
+        raise ValueError(f"rank_hit needs whole groups of ≥ 2 samples; got group_size={G} for {len(b.out_items)} "
+                         "samples")
+    h = hit(b, level_rewards)
+    full = (h["matched_levels"] == b.space.codes.shape[1]).reshape(-1, G)
+    w = 1.0 / np.log2(np.arange(G) + 2.0)
+    pen = (penalty * w / w.sum())[None, :] * (~full & full.any(1, keepdims=True))
+    return {"score": (h["score"] - pen.ravel()).astype(np.float32), "matched_levels": h["matched_levels"],
+            "rank_penalty": pen.ravel().astype(np.float32)}
 
 
 @register_reward("next_negative_sim")

@@ -107,11 +107,15 @@ class RewardScorer:
         return tuple(int(x[1]) for x in lv)
 
     # ---------------------------------------------------------------- scoring
-    def score(self, sample_ids, outputs) -> dict:
+    def score(self, sample_ids, outputs, group_size: int = 1) -> dict:
+        """Rewards of a batch; `group_size` consecutive samples form one prompt's group (rank-aware rewards
+        read positions within it)."""
         t0 = time.perf_counter()
         sample_ids = np.asarray(sample_ids, dtype=np.int64)
         if len(sample_ids) != len(outputs):
             raise ValueError(f"reward: {len(sample_ids)} sample ids but {len(outputs)} outputs")
+        if group_size < 1 or len(sample_ids) % group_size:
+            raise ValueError(f"reward: {len(sample_ids)} samples are not whole groups of {group_size}")
         if len(sample_ids) and (sample_ids.min() < 0 or sample_ids.max() >= len(self.gt)):
             raise ValueError(f"reward: sample ids must lie in [0, {len(self.gt)}), got {sample_ids.min()}.."
                              f"{sample_ids.max()}")
@@ -119,7 +123,7 @@ class RewardScorer:
         valid = items >= 0
         total = np.zeros(len(items), dtype=np.float64)
         terms: dict[str, np.ndarray] = {}
-        batch = RewardBatch(sample_ids, items, self.gt, self.space)
+        batch = RewardBatch(sample_ids, items, self.gt, self.space, group_size)
         for t in self.builtin:
             out = REWARDS[t.name](batch, **t.params)
             total += t.weight * out["score"]

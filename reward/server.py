@@ -2,7 +2,7 @@
 
 The ground truth and the SID index go into the object store once and reach every actor by
 reference at construction; a call ships only sample ids and generated outputs. A batch is split
-into one contiguous shard per actor, scored in parallel, and merged back in order. A batch has a
+into one contiguous shard of whole groups per actor, scored in parallel, and merged back in order. A batch has a
 deadline. An actor that dies mid-batch is restarted by Ray (`max_restarts`) and only its shard is
 resubmitted, so no sample is lost or scored twice; every restart is logged and counted
 (`fault/reward_restarts`). An exception raised *by* the scorer (a plug-in bug, bad input) is not a
@@ -34,9 +34,9 @@ class RewardWorker:
         logging.basicConfig(level=logging.INFO)
         self.scorer = RewardScorer(cfg, gt, index, token_to_code)
 
-    def score(self, sample_ids, outputs) -> dict:
+    def score(self, sample_ids, outputs, group_size: int = 1) -> dict:
         maybe_fail("reward_score")
-        return self.scorer.score(sample_ids, outputs)
+        return self.scorer.score(sample_ids, outputs, group_size)
 
     def ping(self) -> int:
         return len(self.scorer.gt)
@@ -54,18 +54,21 @@ class RewardServer:
         ray.get([w.ping.remote() for w in self.workers], timeout=cfg.batch_timeout_s)
         self.restarts = 0
 
-    def score(self, sample_ids, outputs) -> dict:
+    def score(self, sample_ids, outputs, group_size: int = 1) -> dict:
+        """Rewards of a batch of whole groups (`group_size` consecutive samples each), in order."""
         t0 = time.perf_counter()
         sample_ids = np.asarray(sample_ids)
         n = len(sample_ids)
-        bounds = np.linspace(0, n, len(self.workers) + 1).astype(int)
+        if group_size < 1 or n % group_size:
+            raise ValueError(f"reward server: {n} samples are not whole groups of {group_size}")
+        bounds = np.linspace(0, n // group_size, len(self.workers) + 1).astype(int) * group_size
         shards = [(w, lo, hi) for w, lo, hi in zip(self.workers, bounds[:-1], bounds[1:]) if hi > lo]
-        refs = [w.score.remote(sample_ids[lo:hi], list(outputs[lo:hi])) for w, lo, hi in shards]
+        refs = [w.score.remote(sample_ids[lo:hi], list(outputs[lo:hi]), group_size) for w, lo, hi in shards]
         deadline = time.monotonic() + self.cfg.batch_timeout_s
         parts = []
         for i, ((w, lo, hi), ref) in enumerate(zip(shards, refs)):
             def resubmit(w=w, lo=lo, hi=hi):
-                return w.score.remote(sample_ids[lo:hi], list(outputs[lo:hi]))
+                return w.score.remote(sample_ids[lo:hi], list(outputs[lo:hi]), group_size)
 
             def restarted(e, i=i, lo=lo, hi=hi):
                 self.restarts += 1

@@ -184,3 +184,22 @@ def code_logprobs(model, tokenizer, prompts: list[str], codes: np.ndarray, token
     lp = torch.log_softmax(out.logits.float(), -1).cpu()
     rest = lp.gather(2, tok[:, :, 1:].reshape(B * C, L - 1, 1))[..., 0].sum(1).reshape(B, C)
     return (first + rest).numpy()
+
+
+def level_beam_search(n_prompts: int, levels: int, width: int, expand) -> list[list[tuple[tuple, tuple]]]:
+    """Constrained beam search one SID level at a time, for rollout engines that score a batch of
+    (prompt, SID prefix) requests per call: per prompt, up to `width` distinct catalogue codes, best first
+    by the sum of their per-level constrained log-probs, each as (code, per-level log-probs).
+
+    `expand(requests)` takes [(prompt index, prefix)] and returns, per request, [(next value, log-prob)]:
+    the trie's continuations of that prefix under the constrained distribution (its top `width` suffice).
+    Ties break on the code, so a group is a function of the weights and the prompt alone."""
+    beams: list[list[tuple[tuple, tuple]]] = [[((), ())] for _ in range(n_prompts)]
+    for _ in range(levels):
+        reqs = [(p, prefix, lps) for p in range(n_prompts) for prefix, lps in beams[p]]
+        conts = expand([(p, prefix) for p, prefix, _ in reqs])
+        cand: list[list[tuple[tuple, tuple]]] = [[] for _ in range(n_prompts)]
+        for (p, prefix, lps), nxt in zip(reqs, conts):
+            cand[p] += [(prefix + (int(v),), lps + (float(lp),)) for v, lp in nxt]
+        beams = [sorted(c, key=lambda b: (-sum(b[1]), b[0]))[:width] for c in cand]
+    return beams

@@ -1,7 +1,8 @@
 """Hugging Face `generate` behind the rollout interface (any causal LM; slower than vLLM).
 
 Sampling goes through the SID-trie logits processor; the returned log-probabilities come from the
-processed scores (after the trie mask and temperature), matching what was sampled.
+processed scores (after the trie mask and temperature), matching what was sampled. Beam mode runs
+`level_beam_search` with one forward pass per level over every live (prompt + prefix) row.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class HFEngine(RolloutEngine):
     def generate(self, prompts: list[str], cfg: SamplingConfig) -> list[list[Completion]]:
         from transformers import LogitsProcessorList
 
+        if cfg.mode == "beam":
+            return self._beam(prompts, cfg)
         torch.manual_seed(cfg.seed)
         enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         proc = TrieLogitsProcessor(self.index.trie, self.map, enc.input_ids.shape[1])
@@ -55,6 +58,36 @@ class HFEngine(RolloutEngine):
                 group.append(Completion(ids, [float(logps[r, j, t]) for j, t in enumerate(ids)]))
             res.append(group)
         return res
+
+    @torch.no_grad()
+    def _beam(self, prompts: list[str], cfg: SamplingConfig, batch: int = 64) -> list[list[Completion]]:
+        from rollout.constrained import level_beam_search
+        from rollout.engine import beam_completions
+
+        p_ids = [self.tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+
+        def expand(reqs):
+            res = []
+            for s in range(0, len(reqs), batch):
+                chunk = reqs[s:s + batch]
+                rows = [p_ids[p] + [int(self.map.ids[lvl][v]) for lvl, v in enumerate(pre)] for p, pre in chunk]
+                L = max(map(len, rows))
+                ids = torch.full((len(rows), L), self.tok.pad_token_id, dtype=torch.long)
+                att = torch.zeros_like(ids)
+                for r, x in enumerate(rows):  # left padding; positions count from each row's first token
+                    ids[r, L - len(x):], att[r, L - len(x):] = torch.tensor(x), 1
+                pos = (att.cumsum(-1) - 1).clamp(min=0)
+                logits = self.model(input_ids=ids.to(self.device), attention_mask=att.to(self.device),
+                                    position_ids=pos.to(self.device), logits_to_keep=1).logits[:, -1].float().cpu()
+                for r, (_, pre) in enumerate(chunk):
+                    vals = self.index.trie.next_values(pre)
+                    lp = torch.log_softmax(logits[r, torch.as_tensor(self.map.ids[len(pre)][vals])] / cfg.temperature, -1)
+                    top = torch.topk(lp, min(cfg.n, len(vals)))
+                    res.append([(int(vals[i]), float(x)) for i, x in zip(top.indices.tolist(), top.values.tolist())])
+            return res
+
+        beams = level_beam_search(len(prompts), self.map.levels, cfg.n, expand)
+        return beam_completions(beams, self.map, cfg.n)
 
     def update_weights(self, named_tensors: list) -> float:
         t0 = time.perf_counter()

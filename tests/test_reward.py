@@ -54,6 +54,20 @@ def test_hit_by_hand():
     assert out["terms"]["hit/matched_levels"].tolist() == [1, 2, 0, 0]
 
 
+def test_rank_hit_by_hand():
+    # beam groups of 3, best first. Group 0 (GTS {1, 2}) holds a full hit at rank 1: the wrong items at ranks
+    # 0 and 2 lose w_k / Σw with w = (1, 1/log2 3, 1/2). Group 1 (GTS {3}) has no full hit: no rank term.
+    out = scorer(RewardTerm("rank_hit")).score([0, 0, 0, 1, 1, 1], [S0, S2, S3, S1, S0, S2], group_size=3)
+    w = np.array([1.0, 1 / np.log2(3), 0.5])
+    w /= w.sum()
+    np.testing.assert_allclose(out["score"], [0.1 - w[0], 1.0, -w[2], 0, 0, 0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(out["terms"]["rank_hit/rank_penalty"], [w[0], 0, w[2], 0, 0, 0], rtol=1e-6)
+    with pytest.raises(ValueError, match="whole groups"):
+        scorer(RewardTerm("rank_hit")).score([0, 0, 0], [S0, S2, S3], group_size=2)
+    with pytest.raises(ValueError, match="group_size=1"):
+        scorer(RewardTerm("rank_hit")).score([0, 0], [S0, S2])
+
+
 def test_next_negative_and_threshold_by_hand():
     nn = scorer(RewardTerm("next_negative_sim")).score([0, 0], [S2, S1])
     np.testing.assert_allclose(nn["score"], [R2, 1.0], rtol=1e-6)

@@ -43,6 +43,19 @@ def test_pool_matches_in_process(ray_local):
     assert got["metrics"]["timing/reward"] > 0
 
 
+def test_pool_shards_whole_groups(ray_local):
+    from reward.server import RewardServer
+
+    # 3 groups of 3 over 2 actors: split by samples, group 1 would straddle them (rank_hit needs whole groups)
+    cfg = RewardConfig(terms=[RewardTerm("rank_hit")], num_workers=2)
+    ids = np.repeat([0, 0, 1], 3)
+    outs = [S0, S2, S3, S3, S1, S2, S1, S0, S3]
+    got = RewardServer(cfg, GT, INDEX).score(ids, outs, group_size=3)
+    want = RewardScorer(cfg, GT, INDEX).score(ids, outs, group_size=3)
+    np.testing.assert_allclose(got["score"], want["score"], rtol=1e-6)
+    assert (want["terms"]["rank_hit/rank_penalty"] > 0).sum() == 5  # every group holds a hit: 2 + 1 + 2 wrong items
+
+
 def test_killed_actor_is_restarted_and_its_shard_rescored(ray_local):
     from reward.server import RewardServer
 

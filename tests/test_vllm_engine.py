@@ -53,7 +53,24 @@ hfe = HFEngine(work + "/m2", work + "/sid")
 hg = hfe.generate(prompts[:4], SamplingConfig(n=4, temperature=1.5, max_tokens=4))
 hf_valid = sum(tmap.decode(c.token_ids) in catalogue for g in hg for c in g)
 hf_greedy_engine = [list(tmap.decode(g[0].token_ids)) for g in hfe.generate(prompts[:4], SamplingConfig(n=1, temperature=0.0))]
-print(json.dumps({"n": len(codes), "valid": valid, "lp_ok": lp_ok, "sync_s": secs, "hf_valid": hf_valid,
+# beam groups on both engines: G distinct catalogue codes, best first, carrying the learner's log-probs
+bcfg = SamplingConfig(n=6, temperature=1.0, max_tokens=4, mode="beam")
+vb, hb = eng.generate(prompts[:4], bcfg), hfe.generate(prompts[:4], bcfg)
+from trainer.grpo_algo import allowed_mask, constrained_logprobs
+def learner_lp(prompt, comp):  # teacher-forced, trie-masked: what the GRPO learner computes
+    p = tok(prompt, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([p + comp.token_ids])).logits[0, len(p) - 1:-1]
+    allowed = allowed_mask([comp.token_ids], index.trie, tmap, len(tok), len(comp.token_ids))
+    return constrained_logprobs(logits[None], torch.tensor([comp.token_ids]), allowed)[0][0].tolist()
+beam = {"distinct": all(len({tuple(c.token_ids) for c in g}) == 6 for g in vb),
+        "valid": all(tmap.decode(c.token_ids) in catalogue for g in vb for c in g),
+        "sorted": all([sum(c.logprobs) for c in g] == sorted([sum(c.logprobs) for c in g], reverse=True) for g in vb),
+        "same_codes": [[c.token_ids for c in g] for g in vb] == [[c.token_ids for c in g] for g in hb],
+        "lp_vs_hf": max(abs(a - b) for g, h in zip(vb, hb) for c, d in zip(g, h) for a, b in zip(c.logprobs, d.logprobs)),
+        "lp_vs_learner": max(abs(a - b) for p, g in zip(prompts, vb) for c in g
+                             for a, b in zip(c.logprobs, learner_lp(p, c)))}
+print(json.dumps({"beam": beam, "n": len(codes), "valid": valid, "lp_ok": lp_ok, "sync_s": secs, "hf_valid": hf_valid,
                   "hf_engine_greedy": hf_greedy_engine,
                   "vllm_greedy": [list(tmap.decode(g[0].token_ids)) for g in greedy],
                   "hf_greedy": [list(b[0][0]) for b in hf]}))
@@ -69,3 +86,6 @@ def test_vllm_trie_sampling_and_weight_sync(tmp_path):
     assert r["lp_ok"]
     assert r["vllm_greedy"] == r["hf_greedy"]  # the pushed weights are the ones vLLM runs
     assert r["hf_valid"] == 16 and r["hf_engine_greedy"] == r["hf_greedy"]  # the HF engine, same interface
+    b = r["beam"]  # beam groups: distinct, valid, best first, the same on both engines, the learner's log-probs
+    assert b["distinct"] and b["valid"] and b["sorted"] and b["same_codes"], b
+    assert b["lp_vs_hf"] < 1e-4 and b["lp_vs_learner"] < 1e-4, b
