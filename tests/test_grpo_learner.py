@@ -119,3 +119,43 @@ def test_nll_anchoring_and_set_lr(tmp_path):
     out = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1])
     assert out["nll"][-1] < 0.8 * out["nll"][0], out["nll"]
     assert out["lr"] == [pytest.approx(1e-5)]
+
+
+PAD_CODE = SETUP + r"""
+learner = GRPOLearner(work + "/m", work + "/sid", LearnerConfig(lr=1e-3, micro_batch=64, nll_coef=1.0,
+                                                                 algo=AlgoConfig(kl_coef=0.01)))
+i = 0
+prompt = build_context(ex.ctx_items.iat[i], ex.ctx_fb.iat[i], ex.ctx_ts.iat[i], ex.t_cut.iat[i], index.sid, ctx)
+def toks(item):
+    return [int(tmap.ids[l][v]) for l, v in enumerate(index.codes[item])] + [tmap.eos]
+G = 4
+batch = RolloutBatch([prompt] * G, [toks(j) for j in range(G)], np.arange(G, dtype=float), [0] * G, None, 1.0,
+                     [toks(int(ex.next_negative.iat[i]))] * G)
+# as on a rank whose peers have more rows: this rank's one group, then a padding micro-step
+learner._micro_slices = lambda n: [(slice(0, n), False), (slice(0, 1), True)]
+m = learner.update(batch)
+print(json.dumps({"grad_norms": learner.grad_norms, "nll": m["actor/nll"]}))
+"""
+
+
+def test_padding_micro_step_has_no_gradient(tmp_path):
+    """A rank with fewer rows than its peers' micro-steps takes padding steps: they must contribute zero
+    loss and zero gradient (they used to repeat row 0 with its real mask, advantage and NLL target)."""
+    proc = subprocess.run([sys.executable, "-c", PAD_CODE, str(tmp_path), "synthetic:users=40,items=40,days=20,seed=3",
+                           "400"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1])
+    assert out["grad_norms"][0] > 0 and out["grad_norms"][1] == 0.0, out
+
+
+def test_micro_slices_pad_the_short_rank():
+    from types import SimpleNamespace
+
+    from trainer.grpo_learner import GRPOLearner
+
+    def on_rank(n, busiest):  # the all-reduce returns the busiest rank's micro-step count
+        me = SimpleNamespace(cfg=SimpleNamespace(micro_batch=2), _all_reduce=lambda v, op: [max(v[0], busiest)])
+        return GRPOLearner._micro_slices(me, n)
+
+    assert on_rank(5, 1) == [(slice(0, 2), False), (slice(2, 4), False), (slice(4, 5), False)]
+    assert on_rank(1, 3) == [(slice(0, 1), False), (slice(0, 1), True), (slice(0, 1), True)]

@@ -123,40 +123,41 @@ class GRPOLearner:
         p_ids, resp, rmask, allowed = self._tensors(b)
         adv = advantages(b.rewards, rmask, b.group_ids, self.cfg.algo)
         metrics: dict[str, float] = {}
-        # every rank must take the same number of optimizer steps (their gradients meet in all-reduce)
-        n_micro = self._all_reduce([-(-n // self.cfg.micro_batch)], "max")[0]
+        slices = self._micro_slices(n)
         self.engine.train()
-        slices = []
-        for chunk in np.array_split(np.arange(n), int(n_micro)):
-            if len(chunk) == 0:
-                chunk = np.arange(1)  # a rank with fewer rows repeats one so the collectives line up
-            slices.append(slice(int(chunk[0]), int(chunk[-1]) + 1))
-        layouts = [self._layout(b, p_ids, sl, resp.shape[1]) for sl in slices]
+        layouts = [self._layout(b, p_ids, sl, resp.shape[1]) for sl, _ in slices]
         # old and reference log-probs of the whole batch before any optimizer step (PPO's "old" policy is
         # the one that sampled). With one micro-step the old policy *is* the current one, so its
         # log-probs are the policy forward's own, detached: one forward pass fewer per step.
         t_lp = time.perf_counter()
         olds, refs = [], []
         with torch.no_grad():
-            for sl, lay in zip(slices, layouts):
-                olds.append(None if n_micro == 1 else self._logprobs(
+            for (sl, _), lay in zip(slices, layouts):
+                olds.append(None if len(slices) == 1 else self._logprobs(
                     self.engine.module, lay, resp[sl], allowed[sl], b.temperature)[0])
                 refs.append(self._logprobs(self.ref, lay, resp[sl], allowed[sl], b.temperature)[0]
                             if self.ref is not None else None)
         metrics["timing/logprob"] = time.perf_counter() - t_lp
-        for sl, lay, old, ref in zip(slices, layouts, olds, refs):
+        self.grad_norms = []
+        real = sum(not pad for _, pad in slices)
+        for (sl, pad), lay, old, ref in zip(slices, layouts, olds, refs):
             logp, ent = self._logprobs(self.engine, lay, resp[sl], allowed[sl], b.temperature)
             old = logp.detach() if old is None else old
-            mask = rmask[sl].to(logp.device)
+            # a padding micro-step (this rank ran out of rows) only keeps the collectives in line: an
+            # all-zero mask gives it zero loss and zero gradient, and it adds no tokens to the global count
+            mask = rmask[sl].to(logp.device) * (0.0 if pad else 1.0)
             tokens, seqs = self._all_reduce([float(mask.sum()), float((mask.sum(-1) > 0).sum())], "sum")
-            info = {"dp_size": self.world, "batch_num_tokens": tokens, "global_batch_size": seqs}
+            info = {"dp_size": self.world, "batch_num_tokens": max(tokens, 1.0), "global_batch_size": max(seqs, 1.0)}
             loss, m = policy_objective(logp, old, ref, adv[sl].to(logp.device), mask, self.cfg.algo, kl_coef, info)
-            if self.cfg.nll_coef > 0 and b.targets is not None:
+            if self.cfg.nll_coef > 0 and b.targets is not None and not pad:
                 nll = self._target_nll(b, p_ids, sl)
                 loss = loss + self.cfg.nll_coef * nll
                 m["actor/nll"] = float(nll.detach())
             self.engine.backward(loss)
             self.engine.step()
+            self.grad_norms.append(float(self.engine.get_global_grad_norm() or 0.0))
+            if pad:
+                continue
             m["actor/entropy"] = float((ent * mask).sum() / mask.sum().clamp(min=1))
             if b.engine_logprobs is not None:
                 eng = torch.zeros_like(old)
@@ -164,10 +165,18 @@ class GRPOLearner:
                     eng[r, :len(lps)] = torch.tensor(lps[:eng.shape[1]])
                 m["rollout/logprob_abs_diff"] = float(((eng - old).abs() * mask).sum() / mask.sum().clamp(min=1))
             for k, v in m.items():
-                metrics[k] = metrics.get(k, 0.0) + v / n_micro
+                metrics[k] = metrics.get(k, 0.0) + v / real
         self.step += 1
         metrics["timing/update"] = time.perf_counter() - t0
         return metrics
+
+    def _micro_slices(self, n: int) -> list[tuple[slice, bool]]:
+        """This rank's micro-steps as (rows, is_padding). Every rank must take the same number of optimizer
+        steps (their gradients meet in all-reduce), so a rank with fewer rows than the busiest rank has
+        micro-steps takes padding ones (row 0, contributing nothing)."""
+        n_micro = int(self._all_reduce([-(-n // self.cfg.micro_batch)], "max")[0])
+        return [(slice(int(c[0]), int(c[-1]) + 1), False) if len(c) else (slice(0, 1), True)
+                for c in np.array_split(np.arange(n), n_micro)]
 
     def _target_nll(self, b: RolloutBatch, p_ids: list, sl: slice) -> torch.Tensor:
         """Mean negative log-likelihood of the targets of the groups in `sl` (one row per group), under the
