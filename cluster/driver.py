@@ -64,7 +64,7 @@ class Driver:
         self.rollouts = [RolloutActor.options(num_cpus=t.cpus_per_actor, num_gpus=t.gpus_per_rollout,
                                               max_restarts=t.max_actor_restarts, max_task_retries=0,
                                               scheduling_strategy=self.place(i)).remote(
-            t.rollout_engine, model_dir, sid_dir, cfg.seed + i) for i in range(t.rollout_actors)]
+            t.rollout_engine, model_dir, sid_dir, cfg.seed + i, cfg.rollout) for i in range(t.rollout_actors)]
         self._start_learners()
         ray.get([r.ready.remote() for r in self.rollouts])
         g = cfg.grpo

@@ -10,18 +10,19 @@ from cluster.weight_sync import SyncMember
 
 @ray.remote
 class RolloutActor(SyncMember):
-    def __init__(self, engine: str, model_dir: str, sid_dir: str, seed: int = 0):
+    def __init__(self, engine: str, model_dir: str, sid_dir: str, seed: int = 0, cfg=None):
+        """`cfg`: a rollout.engine.EngineConfig (None: the CPU defaults)."""
         import logging
 
         logging.basicConfig(level=logging.INFO)
         if engine == "vllm":
             from rollout.vllm_engine import VllmEngine
 
-            self.engine = VllmEngine(model_dir, sid_dir, seed=seed)
+            self.engine = VllmEngine(model_dir, sid_dir, seed=seed, cfg=cfg)
         elif engine == "hf":
             from rollout.hf_engine import HFEngine
 
-            self.engine = HFEngine(model_dir, sid_dir, seed=seed)
+            self.engine = HFEngine(model_dir, sid_dir, seed=seed, cfg=cfg)
         else:
             raise ValueError(f"rollout engine must be 'vllm' or 'hf', got {engine!r}")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from feedback.split import SplitConfig
 from reward.scorer import RewardConfig
-from rollout.engine import SamplingConfig
+from rollout.engine import EngineConfig, SamplingConfig
 from sid.build import SidConfig
 from trainer.curriculum import CurriculumConfig
 from trainer.grpo_learner import LearnerConfig
@@ -86,6 +86,8 @@ class RunConfig:
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=2))
     """data, sid_dir, run_dir and split are set by the run."""
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    rollout: EngineConfig = field(default_factory=EngineConfig)
+    """How each rollout engine is built (dtype, eager mode, context length, GPU memory share, tensor parallel)."""
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     topology: TopologyConfig = field(default_factory=TopologyConfig)
     k: int = 20

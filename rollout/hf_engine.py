@@ -12,19 +12,20 @@ import time
 import torch
 
 from rollout.constrained import SidTokenMap, TrieLogitsProcessor
-from rollout.engine import Completion, RolloutEngine, SamplingConfig
+from rollout.engine import Completion, EngineConfig, RolloutEngine, SamplingConfig
 
 
 class HFEngine(RolloutEngine):
-    def __init__(self, model_dir: str, sid_dir: str, seed: int = 0, device: str | None = None):
+    def __init__(self, model_dir: str, sid_dir: str, seed: int = 0, cfg: EngineConfig | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from sid.index import SidIndex
 
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        cfg = cfg or EngineConfig()
+        self.device = cfg.hf_device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tok = AutoTokenizer.from_pretrained(model_dir)
         self.tok.padding_side = "left"
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(self.device).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, cfg.dtype)).to(self.device).eval()
         self.index = SidIndex.load(sid_dir)
         self.map = SidTokenMap(self.tok, self.index.level_sizes)
         self.seed = seed

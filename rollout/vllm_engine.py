@@ -16,14 +16,14 @@ from __future__ import annotations
 import os
 import time
 
-from rollout.engine import Completion, RolloutEngine, SamplingConfig
+from rollout.engine import Completion, EngineConfig, RolloutEngine, SamplingConfig
 
 
 class VllmEngine(RolloutEngine):
-    def __init__(self, model_dir: str, sid_dir: str, seed: int = 0, max_model_len: int = 512,
-                 dtype: str = "float32", gpu_memory_utilization: float = 0.3, max_logprobs: int = 64):
+    def __init__(self, model_dir: str, sid_dir: str, seed: int = 0, cfg: EngineConfig | None = None):
+        cfg = cfg or EngineConfig()
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{cfg.kv_cache_space_gib:g}")
         import vllm
 
         from transformers import AutoTokenizer
@@ -33,11 +33,13 @@ class VllmEngine(RolloutEngine):
         from sid.index import SidIndex
 
         self.sid_dir = str(sid_dir)
-        self.llm = vllm.LLM(model=str(model_dir), dtype=dtype, max_model_len=max_model_len, seed=seed,
-                            enforce_eager=True, gpu_memory_utilization=gpu_memory_utilization,
+        self.llm = vllm.LLM(model=str(model_dir), dtype=cfg.dtype, max_model_len=cfg.max_model_len, seed=seed,
+                            enforce_eager=cfg.enforce_eager, gpu_memory_utilization=cfg.gpu_memory_utilization,
+                            tensor_parallel_size=cfg.tensor_parallel_size,
+                            enable_prefix_caching=cfg.enable_prefix_caching,
                             logits_processors=[SidTrieLogitsProcessor], logprobs_mode="processed_logprobs",
-                            max_logprobs=max_logprobs)
-        self.max_logprobs = max_logprobs
+                            max_logprobs=cfg.max_logprobs)
+        self.max_logprobs = cfg.max_logprobs
         self._vllm = vllm
         self.tok = AutoTokenizer.from_pretrained(str(model_dir))
         self.index = SidIndex.load(self.sid_dir)
@@ -72,7 +74,7 @@ class VllmEngine(RolloutEngine):
 
         if cfg.n > self.max_logprobs:
             raise ValueError(f"beam groups of {cfg.n} need the top-{cfg.n} log-probs; the engine returns at most "
-                             f"{self.max_logprobs} (VllmEngine max_logprobs)")
+                             f"{self.max_logprobs}: raise rollout.max_logprobs")
         p_ids = [self.tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
 
         def expand(reqs):

@@ -42,13 +42,13 @@ ctx = ContextConfig(mode="neg_all", max_items=5)
 """
 
 CODE = SETUP + r"""
-from rollout.engine import SamplingConfig
+from rollout.engine import EngineConfig, SamplingConfig
 from rollout.vllm_engine import VllmEngine
 from reward.ground_truth import build_ground_truth
 from reward.scorer import RewardConfig, RewardScorer
 
 gt = build_ground_truth(ex, split, swing_n=5)
-eng = VllmEngine(work + "/m", work + "/sid", seed=0, max_model_len=256)
+eng = VllmEngine(work + "/m", work + "/sid", seed=0, cfg=EngineConfig(max_model_len=256))
 learner = GRPOLearner(work + "/m", work + "/sid", LearnerConfig(lr=5e-3, micro_batch=64, algo=AlgoConfig(kl_coef=0.01)))
 scorer = RewardScorer(RewardConfig(), gt, index, None)
 rng = np.random.default_rng(0)

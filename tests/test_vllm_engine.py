@@ -17,7 +17,7 @@ from sid.build import SidConfig, build_sids
 from sid.encode import EncoderConfig
 from sid.rqvae import RQVAEConfig
 from trainer.models import TinyModelConfig, build_tiny_qwen2, build_tokenizer
-from rollout.engine import SamplingConfig
+from rollout.engine import EngineConfig, SamplingConfig
 from rollout.vllm_engine import VllmEngine
 from rollout.constrained import SidTokenMap
 
@@ -30,7 +30,7 @@ tok = build_tokenizer(["user disliked next dislike"] + list(data.items.title), i
 model = build_tiny_qwen2(len(tok), TinyModelConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
                                                    num_key_value_heads=2), tok)
 model.save_pretrained(work + "/m"); tok.save_pretrained(work + "/m")
-eng = VllmEngine(work + "/m", work + "/sid", seed=0, max_model_len=128)
+eng = VllmEngine(work + "/m", work + "/sid", seed=0, cfg=EngineConfig(max_model_len=128))
 tmap = SidTokenMap(tok, index.level_sizes)
 catalogue = {tuple(c) for c in index.codes.tolist()}
 prompts = ["user disliked: " + index.sid(i) + " next dislike:" for i in range(8)]
@@ -70,7 +70,8 @@ beam = {"distinct": all(len({tuple(c.token_ids) for c in g}) == 6 for g in vb),
         "lp_vs_hf": max(abs(a - b) for g, h in zip(vb, hb) for c, d in zip(g, h) for a, b in zip(c.logprobs, d.logprobs)),
         "lp_vs_learner": max(abs(a - b) for p, g in zip(prompts, vb) for c in g
                              for a, b in zip(c.logprobs, learner_lp(p, c)))}
-print(json.dumps({"beam": beam, "n": len(codes), "valid": valid, "lp_ok": lp_ok, "sync_s": secs, "hf_valid": hf_valid,
+mc = eng.llm.llm_engine.model_config  # the rollout config reaches vLLM
+print(json.dumps({"engine_cfg": [mc.max_model_len, str(mc.dtype), mc.enforce_eager], "beam": beam, "n": len(codes), "valid": valid, "lp_ok": lp_ok, "sync_s": secs, "hf_valid": hf_valid,
                   "hf_engine_greedy": hf_greedy_engine,
                   "vllm_greedy": [list(tmap.decode(g[0].token_ids)) for g in greedy],
                   "hf_greedy": [list(b[0][0]) for b in hf]}))
@@ -86,6 +87,7 @@ def test_vllm_trie_sampling_and_weight_sync(tmp_path):
     assert r["lp_ok"]
     assert r["vllm_greedy"] == r["hf_greedy"]  # the pushed weights are the ones vLLM runs
     assert r["hf_valid"] == 16 and r["hf_engine_greedy"] == r["hf_greedy"]  # the HF engine, same interface
+    assert r["engine_cfg"] == [128, "torch.float32", True]
     b = r["beam"]  # beam groups: distinct, valid, best first, the same on both engines, the learner's log-probs
     assert b["distinct"] and b["valid"] and b["sorted"] and b["same_codes"], b
     assert b["lp_vs_hf"] < 1e-4 and b["lp_vs_learner"] < 1e-4, b

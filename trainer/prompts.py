@@ -109,3 +109,18 @@ def warmup(examples, sid, context: ContextConfig, seed: int = 0, **_) -> Iterato
     for r in examples.itertuples(index=False):
         target = int(rng.choice(r.future_neg)) if len(r.future_neg) else int(r.next_negative)
         yield build_context(r.ctx_items, r.ctx_fb, r.ctx_ts, r.t_cut, sid, context), sid(target)
+
+
+@register_task("warmup_multi")
+def warmup_multi(examples, sid, context: ContextConfig, seed: int = 0, max_targets: int = 8, **_
+                 ) -> Iterator[tuple[str, str]]:
+    """Context → each negative of the future window (up to `max_targets`, drawn without replacement): the
+    multi-day future negatives the reward and FHR@K count, all as supervised targets, where `warmup`
+    draws one. More pairs from the same events (augmentation); the context is built once per example."""
+    rng = np.random.default_rng(seed)
+    for r in examples.itertuples(index=False):
+        targets = r.future_neg if len(r.future_neg) else np.array([r.next_negative])
+        prompt = build_context(r.ctx_items, r.ctx_fb, r.ctx_ts, r.t_cut, sid, context)
+        for t in rng.permutation(targets)[:max_targets]:
+            yield prompt, sid(int(t))
+
