@@ -80,7 +80,8 @@ def main() -> None:
             r = run_one(stage, dtype, a.hidden, a.layers, a.vocab, a.batch, a.seq, a.steps)
             rows.append(r)
             print(f"ZeRO-{stage} {dtype:<4} {r['params_m']:.1f}M params x{r['ranks']} on {r['device']}: "
-                  f"{r['step_s'] * 1e3:8.1f} ms/step  {r['tokens_per_s']:>10,.0f} tokens/s  peak {r['peak_mib']:,.0f} MiB",
+                  f"{r['step_s'] * 1e3:8.1f} ms/step  {r['tokens_per_s']:>10,.0f} tokens/s  "
+                  f"peak {r['peak_mib']:,.0f} MiB",
                   flush=True)
     if a.out:
         from pathlib import Path

@@ -67,9 +67,8 @@ def main() -> None:
     a = p.parse_args()
     import ray
 
-    from cluster.ray_local import init_local_ray
-
     from bench.common import save
+    from cluster.ray_local import init_local_ray
     from reward.scorer import RewardConfig, RewardScorer
     from reward.server import RewardServer
 

@@ -101,7 +101,6 @@ def main() -> None:
     import ray
 
     from cluster.ray_local import init_local_ray
-
     from cluster.rollout_actor import RolloutActor
 
     init_local_ray(2, prefix="cr_rr_")

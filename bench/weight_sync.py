@@ -3,7 +3,8 @@ transport (Ray object store vs a gloo/NCCL broadcast group) and bucketing (whole
 
 The real actors of a run: one DeepSpeed learner rank (ZeRO-2) and `--actors` vLLM rollout actors,
 moved by the driver's `cluster.weight_sync` exactly as in `conrec run`. Models are config-initialised
-Qwen2s sharing one tokenizer and SID set, from 0.5M to 86M parameters (vocabulary 4.9k, tied embeddings) (`--sizes`). A figure is the
+Qwen2s sharing one tokenizer and SID set, from 0.5M to 86M parameters (vocabulary 4.9k, tied embeddings)
+(`--sizes`). A figure is the
 driver's wall time of one sync (median of `--repeats` after one warm-up that also forms the
 collective group), and the engines' share of it (loading the received tensors).
 

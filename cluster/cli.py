@@ -27,7 +27,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: conrec COMMAND [options]\n\ncommands:\n{lines}")
         return 0
     import importlib
-
     import os
 
     mod = importlib.import_module(commands[argv[0]][0])

@@ -266,7 +266,8 @@ class Driver:
             # order; the GCS's view of the actors decides
             down = _not_alive(self.learners + self.rollouts)
             if any(i < len(self.learners) for i in down):
-                raise LearnerLost(f"learner rank {min(down)} was lost during weight sync at step {self.step + 1}") from e
+                raise LearnerLost(f"learner rank {min(down)} was lost during weight sync at step "
+                                  f"{self.step + 1}") from e
             if not down or retry_left == 0:
                 raise
             t = self.cfg.topology
@@ -282,8 +283,8 @@ class Driver:
 
     # ------------------------------------------------------------------ the curriculum
     def run(self, validate, resume: bool = False) -> list[dict] | None:
-        """Run every stage; `validate(save_dir) -> per-user hits` scores the current policy on the validation users. Returns the stage
-        records, or None when `grpo.max_total_steps` stopped the run early (resumable)."""
+        """Run every stage; `validate(save_dir) -> per-user hits` scores the current policy on the validation
+        users. Returns the stage records, or None when `grpo.max_total_steps` stopped the run early (resumable)."""
         from trainer.curriculum import Stage
 
         cur = get_curriculum(self.cfg.curriculum)

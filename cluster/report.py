@@ -152,8 +152,8 @@ def write_report(cfg, results: dict, per_user: dict, records: list, run: Path, s
         for s in records:
             d = s.get("delta")
             ci = f"{d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]" if d else ""
-            lines.append(f"| {s['stage']} | {s.get('attempt', '')} | {s.get('kl_coef', '')} | {s.get('lr_scale', '')} | "
-                         f"{s['val']:.4f} | {ci} | {s['accepted']} |")
+            lines.append(f"| {s['stage']} | {s.get('attempt', '')} | {s.get('kl_coef', '')} | "
+                         f"{s.get('lr_scale', '')} | {s['val']:.4f} | {ci} | {s['accepted']} |")
     if rows:
         if any(faults.values()):
             lines += ["", "Actor restarts survived: " + ", ".join(f"{n[6:]} {int(v)}" for n, v in faults.items())]

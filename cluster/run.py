@@ -61,15 +61,14 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
                ) -> tuple[Path | None, list]:
     import ray
 
+    from cluster.driver import Driver
+    from cluster.ray_local import init_local_ray
     from evaluation.evaluate import evaluate
     from evaluation.model_method import ModelMethod
     from feedback.split import carve_validation, holdout_validation_windows, training_examples
     from reward.ground_truth import build_ground_truth
     from trainer.metrics_log import MetricsLog
     from trainer.models import check_model_dir
-
-    from cluster.driver import Driver
-    from cluster.ray_local import init_local_ray
 
     final = run / "final"
     if (final / "conrec.json").exists():
@@ -235,9 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help="YAML (fields of cluster.run_config.RunConfig)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run (finished stages are kept)")
     p.add_argument("--seeds", type=int, default=None,
-                   help="run seeds seed … seed+N−1 in RUN/seed_S (SIDs and split shared in RUN/sid) and report mean ± sd "
-                        "and paired CIs in RUN/report.md; finished seeds are kept, so a later --resume with a larger N "
-                        "adds seeds")
+                   help="run seeds seed … seed+N−1 in RUN/seed_S (SIDs and split shared in RUN/sid) and report "
+                        "mean ± sd and paired CIs in RUN/report.md; finished seeds are kept, so a later --resume "
+                        "with a larger N adds seeds")
     p.add_argument("overrides", nargs="*")
     a = p.parse_intermixed_args(argv)  # overrides may come before or after the flags
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

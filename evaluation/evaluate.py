@@ -11,8 +11,8 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from evaluation.metrics import any_hit, candidate_accuracy, candidate_credit, item_coverage
 from evaluation.methods import Method
+from evaluation.metrics import any_hit, candidate_accuracy, candidate_credit, item_coverage
 from feedback.split import Split
 
 log = logging.getLogger(__name__)

@@ -189,7 +189,8 @@ def simulate(cfg: SimConfig | None = None):
             fb = np.where(r < p_neg, -1, np.where(r < p_neg + p_pos, 1, 0))
             logged = (fb != 0) | (rng.random(len(u)) < cfg.p_neutral)
             ts = cfg.start_ts + day * DAY + slot * slot_len + rng.integers(0, slot_len, len(u))
-            out_u.append(u[logged]); out_i.append(it[logged]); out_t.append(ts[logged]); out_f.append(fb[logged])
+            for out, x in ((out_u, u), (out_i, it), (out_t, ts), (out_f, fb)):
+                out.append(x[logged])
             neg = fb == -1
             if neg.any():
                 neg_keys = np.union1d(neg_keys, keys[neg])

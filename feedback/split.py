@@ -12,12 +12,11 @@ of its own, and windows are clipped at the user's evaluation cutoff.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
-
-import logging
 
 from feedback.dataset import FeedbackData
 from feedback.schema import DataValidationError
@@ -96,7 +95,8 @@ def make_split(data: FeedbackData, cfg: SplitConfig | None = None) -> Split:
     """Cut `data` per `cfg`; build the test table (labels and Candidate Acc. candidates)."""
     cfg = cfg or SplitConfig()
     if cfg.validation_run:
-        return carve_validation(make_split(data, replace(cfg, validation_run=False)), replace(cfg, validation_run=False))
+        full = replace(cfg, validation_run=False)
+        return carve_validation(make_split(data, full), full)
     ev = data.events  # sorted by (user_id, timestamp, item_id) at validation
     pos, cut, t_cut_global = _cut_positions(ev, cfg)
     is_ctx = pos < cut

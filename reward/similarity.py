@@ -45,9 +45,9 @@ class CodebookSpace:
         order = np.argsort(inv, kind="stable")
         rank = np.empty(len(inv), dtype=np.int64)
         rank[order] = np.arange(len(inv)) - np.repeat(np.r_[0, np.cumsum(cnt)[:-1]], cnt)
-        O = np.zeros((len(uniq), int(cnt.max()), self.unit.shape[1]), dtype=np.float32)
-        O[inv, rank] = self.unit[out_items[ok]]
-        dots = np.matmul(O, T.transpose(0, 2, 1))  # [U, G, L]
+        outs = np.zeros((len(uniq), int(cnt.max()), self.unit.shape[1]), dtype=np.float32)
+        outs[inv, rank] = self.unit[out_items[ok]]
+        dots = np.matmul(outs, T.transpose(0, 2, 1))  # [U, G, L]
         dots = np.where(valid[:, None, :], dots, -np.inf)
         res[ok] = dots.max(axis=2)[inv, rank]
         return res

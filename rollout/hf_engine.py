@@ -25,7 +25,8 @@ class HFEngine(RolloutEngine):
         self.device = cfg.hf_device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tok = AutoTokenizer.from_pretrained(model_dir)
         self.tok.padding_side = "left"
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, cfg.dtype)).to(self.device).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, cfg.dtype))
+        self.model = self.model.to(self.device).eval()
         self.index = SidIndex.load(sid_dir)
         self.map = SidTokenMap(self.tok, self.index.level_sizes)
         self.seed = seed
@@ -82,7 +83,8 @@ class HFEngine(RolloutEngine):
                                     position_ids=pos.to(self.device), logits_to_keep=1).logits[:, -1].float().cpu()
                 for r, (_, pre) in enumerate(chunk):
                     vals = self.index.trie.next_values(pre)
-                    lp = torch.log_softmax(logits[r, torch.as_tensor(self.map.ids[len(pre)][vals])] / cfg.temperature, -1)
+                    z = logits[r, torch.as_tensor(self.map.ids[len(pre)][vals])] / cfg.temperature
+                    lp = torch.log_softmax(z, -1)  # the trie-constrained distribution of this level
                     top = torch.topk(lp, min(cfg.n, len(vals)))
                     res.append([(int(vals[i]), float(x)) for i, x in zip(top.indices.tolist(), top.values.tolist())])
             return res

@@ -25,7 +25,6 @@ class VllmEngine(RolloutEngine):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{cfg.kv_cache_space_gib:g}")
         import vllm
-
         from transformers import AutoTokenizer
 
         from rollout.constrained import SidTokenMap
@@ -78,8 +77,8 @@ class VllmEngine(RolloutEngine):
         p_ids = [self.tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
 
         def expand(reqs):
-            inputs = [TokensPrompt(prompt_token_ids=p_ids[p] + [int(self.tmap.ids[lvl][v]) for lvl, v in enumerate(pre)])
-                      for p, pre in reqs]
+            inputs = [TokensPrompt(prompt_token_ids=p_ids[p] + [int(self.tmap.ids[lvl][v])
+                                                                for lvl, v in enumerate(pre)]) for p, pre in reqs]
             params = [self._vllm.SamplingParams(n=1, temperature=cfg.temperature, max_tokens=1, logprobs=cfg.n,
                                                 extra_args={"sid_dir": self.sid_dir, "sid_prefix": list(pre)})
                       for _, pre in reqs]

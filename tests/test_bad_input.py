@@ -44,9 +44,12 @@ CLI_CASES = {
                                       "grpo.prompt_per_step=4"],
                            r"unknown config key 'grpo.prompt_per_step'; valid keys at 'grpo.': prompts_per_step"),
     "unknown key in a YAML": (lambda t: ["run", "--config", str(yaml(t, "topology:\n  rollout_actor: 2\n"))],
-                              r"unknown config key 'topology.rollout_actor'; valid keys at 'topology.': rollout_actors"),
+                              r"unknown config key 'topology.rollout_actor'; "
+                              r"valid keys at 'topology.': rollout_actors"),
     "ill-typed config value": (lambda t: ["run", "--config", str(ROOT / "configs/demo.yaml"),
-                                          "grpo.prompts_per_step=many"], r"bad config value for .grpo.prompts_per_step.: Value .many. of type .str. could not be converted to Integer"),
+                                          "grpo.prompts_per_step=many"],
+                               r"bad config value for .grpo.prompts_per_step.: Value .many. of type .str. could not "
+                               r"be converted to Integer"),
     "unknown data kind": (lambda t: ["data", "stats", "--data", "csv:/tmp/x"], r"unknown kind 'csv'"),
 }
 

@@ -76,9 +76,8 @@ print(json.dumps(rows))
 
 
 def test_grpo_steps_and_weight_sync(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", CODE, str(tmp_path), "synthetic:users=60,items=60,days=20,seed=2", "600"],
-                          cwd=ROOT, capture_output=True, text=True,
-                          timeout=500)
+    proc = subprocess.run([sys.executable, "-c", CODE, str(tmp_path), "synthetic:users=60,items=60,days=20,seed=2",
+                           "600"], cwd=ROOT, capture_output=True, text=True, timeout=500)
     assert proc.returncode == 0, proc.stderr[-4000:]
     rows = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("[")][-1])
     assert len(rows) == 3

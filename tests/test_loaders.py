@@ -18,7 +18,8 @@ def write_ml_csv(d):
     (d / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,10,0.5,1000\n1,20,2.5,1100\n1,30,4.0,1200\n"
                                    "2,10,2.0,1000\n2,30,3.5,1300\n")
     (d / "movies.csv").write_text('movieId,title,genres\n10,"Heat (1995)",Action|Crime\n'
-                                  '20,"Toy Story (1995)",Animation|Children\n30,"Odd, Film (2001)",(no genres listed)\n')
+                                  '20,"Toy Story (1995)",Animation|Children\n'
+                                  '30,"Odd, Film (2001)",(no genres listed)\n')
 
 
 def test_movielens_csv_half_stars(tmp_path):

@@ -84,7 +84,8 @@ def test_embed_is_sum_of_codewords():
 def test_level_stats_and_coherence():
     util, perp = level_stats(np.array([[0, 0], [0, 1], [1, 1], [1, 1]]), [4, 2])
     assert util == [0.5, 1.0]
-    assert perp[0] == pytest.approx(2.0) and perp[1] == pytest.approx(np.exp(-(0.25 * np.log(0.25) + 0.75 * np.log(0.75))))
+    assert perp[0] == pytest.approx(2.0)
+    assert perp[1] == pytest.approx(np.exp(-(0.25 * np.log(0.25) + 0.75 * np.log(0.75))))
     c = coherence(np.array([0, 0, 1, 1]), [{"x"}, {"x"}, {"y"}, {"y"}], 200)
     assert c["same_code_pairs"] == 1.0 and 0 < c["random_pairs"] < 1
 

@@ -52,7 +52,8 @@ model.save_pretrained(work + "/m2"); tok.save_pretrained(work + "/m2")
 hfe = HFEngine(work + "/m2", work + "/sid")
 hg = hfe.generate(prompts[:4], SamplingConfig(n=4, temperature=1.5, max_tokens=4))
 hf_valid = sum(tmap.decode(c.token_ids) in catalogue for g in hg for c in g)
-hf_greedy_engine = [list(tmap.decode(g[0].token_ids)) for g in hfe.generate(prompts[:4], SamplingConfig(n=1, temperature=0.0))]
+hf_greedy_engine = [list(tmap.decode(g[0].token_ids))
+                    for g in hfe.generate(prompts[:4], SamplingConfig(n=1, temperature=0.0))]
 # beam groups on both engines: G distinct catalogue codes, best first, carrying the learner's log-probs
 bcfg = SamplingConfig(n=6, temperature=1.0, max_tokens=4, mode="beam")
 vb, hb = eng.generate(prompts[:4], bcfg), hfe.generate(prompts[:4], bcfg)
@@ -67,11 +68,13 @@ beam = {"distinct": all(len({tuple(c.token_ids) for c in g}) == 6 for g in vb),
         "valid": all(tmap.decode(c.token_ids) in catalogue for g in vb for c in g),
         "sorted": all([sum(c.logprobs) for c in g] == sorted([sum(c.logprobs) for c in g], reverse=True) for g in vb),
         "same_codes": [[c.token_ids for c in g] for g in vb] == [[c.token_ids for c in g] for g in hb],
-        "lp_vs_hf": max(abs(a - b) for g, h in zip(vb, hb) for c, d in zip(g, h) for a, b in zip(c.logprobs, d.logprobs)),
+        "lp_vs_hf": max(abs(a - b) for g, h in zip(vb, hb) for c, d in zip(g, h)
+                        for a, b in zip(c.logprobs, d.logprobs)),
         "lp_vs_learner": max(abs(a - b) for p, g in zip(prompts, vb) for c in g
                              for a, b in zip(c.logprobs, learner_lp(p, c)))}
 mc = eng.llm.llm_engine.model_config  # the rollout config reaches vLLM
-print(json.dumps({"engine_cfg": [mc.max_model_len, str(mc.dtype), mc.enforce_eager], "beam": beam, "n": len(codes), "valid": valid, "lp_ok": lp_ok, "sync_s": secs, "hf_valid": hf_valid,
+print(json.dumps({"engine_cfg": [mc.max_model_len, str(mc.dtype), mc.enforce_eager], "beam": beam,
+                  "n": len(codes), "valid": valid, "lp_ok": lp_ok, "sync_s": secs, "hf_valid": hf_valid,
                   "hf_engine_greedy": hf_greedy_engine,
                   "vllm_greedy": [list(tmap.decode(g[0].token_ids)) for g in greedy],
                   "hf_greedy": [list(b[0][0]) for b in hf]}))

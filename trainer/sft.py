@@ -319,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="conrec sft", description="Context-understanding SFT on DeepSpeed ZeRO.")
     p.add_argument("--config", help="YAML config (fields of trainer.sft.SFTConfig)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR's latest complete checkpoint")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. epochs=2 zero_stage=1 model.tiny.hidden_size=64")
+    p.add_argument("overrides", nargs="*",
+                   help="dotted overrides, e.g. epochs=2 zero_stage=1 model.tiny.hidden_size=64")
     a = p.parse_intermixed_args(argv)  # overrides may come before or after the flags
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     text = Path(a.config).read_text() if a.config else None
