@@ -9,8 +9,9 @@ list of those. Load by `package.module:function` or `path/to/file.py:function` (
 A call that raises, exceeds its timeout, returns a non-finite score, or returns a dict without
 "score" is reported with the sample id and the plug-in's name; then the step fails (`on_error=fail`,
 the default) or the sample gets `fallback` and the failure is counted (`on_error=fallback`).
-A timed-out async call is cancelled; a timed-out sync call is abandoned on its thread (Python cannot
-kill threads), so a plug-in that may block forever should be written async.
+A timed-out async call is cancelled; a timed-out sync call is abandoned on its (daemon) thread, since
+Python cannot kill threads: the batch goes on without it, but the thread lives until the call returns,
+so a plug-in that may block forever should be written async.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import importlib.util
 import inspect
 import logging
 import math
+import queue
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -80,6 +82,7 @@ class Plugin:
         self.batched, self.timeout_s, self.on_error = batched, timeout_s, on_error
         self.fallback, self.max_concurrency = fallback, max_concurrency
         self.is_async = inspect.iscoroutinefunction(self.fn)
+        self.abandoned = 0  # sync calls left running past their timeout, over the plug-in's life
 
     # ------------------------------------------------------------------ calling
     def __call__(self, sample_ids, data_source: str, solution_strs: list, ground_truths: list,
@@ -142,31 +145,43 @@ class Plugin:
         asyncio.run(main())
 
     def _call_threads(self, ds, sols, gts, extras, raw, errors):
-        started: dict[int, float] = {}
+        """Each sample on a daemon thread, at most `max_concurrency` running. A call past its timeout is
+        abandoned (Python cannot kill a thread) and stops counting against the limit, so queued samples
+        still start and every sample ends with its result or its own timeout, however many calls block.
+        Daemon threads never hold up a later batch or the process's exit; a late result is dropped."""
+        finished: queue.SimpleQueue = queue.SimpleQueue()  # this call's results only
 
         def one(i):
-            started[i] = time.monotonic()
-            return self.fn(ds, sols[i], gts[i], extras[i])
+            try:
+                finished.put((i, self.fn(ds, sols[i], gts[i], extras[i]), None))
+            except Exception as e:
+                finished.put((i, None, e))
 
-        pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix=f"reward-{self.name}")
-        futures = {pool.submit(one, i): i for i in range(len(sols))}
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=0.02, return_when=FIRST_COMPLETED)
-            for f in done:
-                i = futures[f]
-                try:
-                    raw[i] = f.result()
-                except Exception as e:
+        waiting, running = deque(range(len(sols))), {}  # running: sample → start time
+        while waiting or running:
+            while waiting and len(running) < self.max_concurrency:
+                i = waiting.popleft()
+                running[i] = time.monotonic()
+                threading.Thread(target=one, args=(i,), daemon=True, name=f"reward-{self.name}-{i}").start()
+            try:
+                got = [finished.get(timeout=0.02)]
+                while not finished.empty():
+                    got.append(finished.get_nowait())
+            except queue.Empty:
+                got = []
+            for i, v, e in got:
+                if running.pop(i, None) is None:
+                    continue  # abandoned after its timeout: already reported
+                if e is not None:
                     errors[i] = ("raised", f"{type(e).__name__}: {e}")
+                else:
+                    raw[i] = v
             now = time.monotonic()
-            for f in list(pending):
-                i = futures[f]
-                if i in started and now - started[i] > self.timeout_s:
+            for i, t0 in list(running.items()):
+                if now - t0 > self.timeout_s:
                     errors[i] = ("timeout", f"exceeded {self.timeout_s}s (thread abandoned)")
-                    f.cancel()
-                    pending.discard(f)
-        pool.shutdown(wait=False, cancel_futures=True)
+                    del running[i]
+                    self.abandoned += 1
 
     # ------------------------------------------------------------------ checking
     def _collect(self, sample_ids, raw, errors) -> PluginResult:

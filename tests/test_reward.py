@@ -113,6 +113,14 @@ PLUGINS = textwrap.dedent("""
         time.sleep(1.5)
         return 1.0
 
+    import threading
+    NEVER = threading.Event()
+
+    def block(data_source, solution_str, ground_truth, extra_info=None):
+        if extra_info["sample_id"] == 1:
+            NEVER.wait()  # blocks for good
+        return 1.0
+
     async def ahang(data_source, solution_str, ground_truth, extra_info=None):
         await asyncio.sleep(30)
         return 1.0
@@ -177,6 +185,37 @@ def test_plugin_failures_fallback_counted(plugfile, fn, kind, kw, expect):
     assert out["score"].tolist() == expect
     n_fail = sum(1 for x in expect if x == -0.25)
     assert out["metrics"][f"reward/plugin/{plugfile}:{fn}/{kind}"] == n_fail
+
+
+def test_blocking_plugin_times_out_every_sample_of_a_large_batch(plugfile):
+    """More blocking samples than max_concurrency: each one times out on its own (the queued ones used to
+    never start, hanging the batch for good), and the blocked threads do not stall the next batch."""
+    import threading
+
+    sc = scorer(RewardTerm(f"{plugfile}:block", timeout_s=0.2, max_concurrency=4, on_error="fallback",
+                           fallback=-0.5))
+    out = {}
+    t = threading.Thread(target=lambda: out.update(first=sc.score([1] * 20, [S0] * 20),
+                                                   second=sc.score([0] * 6, [S0] * 6)), daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "the plug-in call hung"
+    assert out["first"]["score"].tolist() == [-0.5] * 20
+    assert out["first"]["metrics"][f"reward/plugin/{plugfile}:block/timeout"] == 20
+    assert out["second"]["score"].tolist() == [1.0] * 6  # 20 threads still blocked; the next batch runs
+
+
+def test_blocked_plugin_threads_do_not_hold_up_exit(plugfile):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import sys; from tests.test_reward import scorer, S0; from reward.scorer import RewardTerm; "
+            "sc = scorer(RewardTerm(sys.argv[1] + ':block', timeout_s=0.2, on_error='fallback')); "
+            "print(sc.score([1] * 3, [S0] * 3)['score'].tolist())")
+    proc = subprocess.run([sys.executable, "-c", code, plugfile], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "[0.0, 0.0, 0.0]" in proc.stdout, proc.stderr[-2000:]
 
 
 def test_plugin_load_errors(tmp_path):
