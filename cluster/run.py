@@ -242,11 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = build(RunConfig, Path(a.config).read_text() if a.config else None, a.overrides)
     run = Path(cfg.run_dir)
-    if run.exists() and any(run.iterdir()) and not a.resume:
+    from cluster.run_lock import LOCK_NAME, RunLock
+
+    if run.exists() and any(f.name != LOCK_NAME for f in run.iterdir()) and not a.resume:
         raise FileExistsError(f"{run} is not empty: pass --resume to continue it, or choose another run_dir=")
     if a.seeds is not None and a.seeds < 1:
         p.error("--seeds must be ≥ 1")
-    out = run_seeds(cfg, a.seeds, a.resume) if a.seeds else run_pipeline(cfg, resume=a.resume)
+    with RunLock(run):
+        out = run_seeds(cfg, a.seeds, a.resume) if a.seeds else run_pipeline(cfg, resume=a.resume)
     if out is None:
         print(f"stopped by grpo.max_total_steps; continue with: conrec run --config ... run_dir={run} --resume")
         return 0
