@@ -26,6 +26,13 @@ from cluster.report import load_per_user, save_per_user, seed_average, write_rep
 from cluster.run_config import RunConfig
 
 log = logging.getLogger("conrec.run")
+WHERE = {"stage": "start-up"}
+"""The stage the run is in, for the one-line message of an interrupt."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so every `finally` (Ray shutdown,
+    the SFT child's kill, the run lock) runs. A BaseException: no `except Exception` swallows it."""
 
 
 def stage_sids(cfg: RunConfig, data, run: Path) -> Path:
@@ -33,6 +40,7 @@ def stage_sids(cfg: RunConfig, data, run: Path) -> Path:
 
     d = run / "sid"
     if not (d / "report.json").exists():
+        WHERE["stage"] = f"semantic IDs ({d})"
         log.info("[1/5] semantic IDs → %s", d)
         _, rep = build_sids(data.items, data.category_columns, cfg.sid, d)
         log.info("\n%s", summary(rep))
@@ -45,11 +53,13 @@ def stage_sft(cfg: RunConfig, sid_dir: Path, run: Path) -> Path:
     out = run / "sft"
     if (out / "final" / "conrec.json").exists():
         return out / "final"
+    WHERE["stage"] = f"SFT ({out})"
     log.info("[2/5] SFT → %s", out)
     sft = replace(cfg.sft, data=cfg.data, sid_dir=str(sid_dir), run_dir=str(out), split=cfg.split)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sft.yaml").write_text(yaml.safe_dump(to_dict(sft)))
-    # its own process: DeepSpeed's torch.distributed must not live in the driver
+    # its own process: DeepSpeed's torch.distributed must not live in the driver. subprocess.run kills it
+    # when the driver is interrupted (Ctrl-C, or SIGTERM raised as Interrupted) before re-raising.
     cmd = [sys.executable, "-m", "trainer.sft", "--config", str(out / "sft.yaml")]
     if (out / "checkpoints").exists():
         cmd.append("--resume")
@@ -73,6 +83,7 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
     final = run / "final"
     if (final / "conrec.json").exists():
         return final, json.loads((run / "grpo" / "stages.json").read_text())
+    WHERE["stage"] = f"GRPO ({run / 'grpo'})"
     log.info("[3/5] progressive GRPO on Ray")
     check_model_dir(sft_dir, index.level_sizes)  # before any actor loads it
     examples = training_examples(split, max_context=max(cfg.grpo.max_context_items * 3, 50))
@@ -125,6 +136,7 @@ def stage_eval(cfg: RunConfig, split, sid_dir: Path, models: dict, run: Path) ->
     from evaluation.methods import get_method
     from evaluation.model_method import ModelMethod, alignment_accuracy
 
+    WHERE["stage"] = f"evaluation ({run})"
     log.info("[4/5] evaluation on the test split (%d users)", len(split.test))
     results, per_user = {}, {}
     for name in ("pop", "swing"):
@@ -248,8 +260,22 @@ def main(argv: list[str] | None = None) -> int:
         raise FileExistsError(f"{run} is not empty: pass --resume to continue it, or choose another run_dir=")
     if a.seeds is not None and a.seeds < 1:
         p.error("--seeds must be ≥ 1")
-    with RunLock(run):
-        out = run_seeds(cfg, a.seeds, a.resume) if a.seeds else run_pipeline(cfg, resume=a.resume)
+    import signal
+
+    def on_term(signum, frame):
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        with RunLock(run):
+            out = run_seeds(cfg, a.seeds, a.resume) if a.seeds else run_pipeline(cfg, resume=a.resume)
+    except (KeyboardInterrupt, Interrupted) as e:
+        import shlex
+
+        args = [shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv) if x != "--resume"]
+        print(f"conrec run: interrupted at {WHERE['stage']}; continue with: conrec run {' '.join(args)} --resume",
+              file=sys.stderr)
+        return 143 if isinstance(e, Interrupted) else 130
     if out is None:
         print(f"stopped by grpo.max_total_steps; continue with: conrec run --config ... run_dir={run} --resume")
         return 0

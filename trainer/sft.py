@@ -325,7 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     text = Path(a.config).read_text() if a.config else None
     cfg = build(SFTConfig, text, a.overrides)
-    final = train(cfg, resume=a.resume)
+    try:
+        final = train(cfg, resume=a.resume)
+    except KeyboardInterrupt:  # Ctrl-C reaches this process too when `conrec run` started it
+        print(f"conrec sft: interrupted; checkpoints under {cfg.run_dir}/checkpoints are kept (--resume continues)",
+              file=sys.stderr)
+        return 130
     print(json.dumps(final))
     import torch.distributed as dist
 

@@ -1,0 +1,61 @@
+"""Interrupting `conrec run`: SIGTERM or Ctrl-C during SFT stops the SFT child too, prints one line with
+where it stopped and how to continue, no traceback, and exits 143 / 130."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.stack
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+@pytest.mark.parametrize("how, code", [("SIGTERM", 143), ("Ctrl-C", 130)])
+def test_interrupt_during_sft(tmp_path, how, code):
+    run, err = tmp_path / "run", tmp_path / "stderr.txt"
+    args = [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"),
+            f"run_dir={run}", "data=synthetic:users=60,items=60,days=20,seed=1", "sid.encoder.text_encoder=hashing",
+            "sid.rqvae.epochs=5", "sid.rqvae.codebook_size=8", "sft.epochs=500", "sft.model.tiny.hidden_size=32",
+            "sft.model.tiny.num_hidden_layers=1", "sft.model.tiny.num_attention_heads=2",
+            "sft.model.tiny.num_key_value_heads=2"]
+    with open(err, "w") as f:
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=f, start_new_session=True)
+    try:
+        deadline, sft = time.monotonic() + 240, []
+        while not sft and time.monotonic() < deadline:  # the SFT child is up and training
+            time.sleep(1)
+            sft = _children(proc.pid) if (run / "sft" / "sft.yaml").exists() else []
+        assert sft, err.read_text()[-3000:]
+        time.sleep(3)
+        if how == "SIGTERM":
+            proc.send_signal(signal.SIGTERM)  # the driver only, as a scheduler or `kill` would
+        else:
+            os.killpg(proc.pid, signal.SIGINT)  # the whole foreground group, as a terminal's Ctrl-C
+        assert proc.wait(timeout=60) == code
+        time.sleep(1)
+        assert not any(_alive(p) for p in sft), "the SFT child outlived the driver"
+        text = err.read_text()
+        assert "conrec run: interrupted at SFT" in text and "--resume" in text, text[-3000:]
+        assert "Traceback" not in text, text[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
