@@ -9,9 +9,10 @@ list of those. Load by `package.module:function` or `path/to/file.py:function` (
 A call that raises, exceeds its timeout, returns a non-finite score, or returns a dict without
 "score" is reported with the sample id and the plug-in's name; then the step fails (`on_error=fail`,
 the default) or the sample gets `fallback` and the failure is counted (`on_error=fallback`).
-A timed-out async call is cancelled; a timed-out sync call is abandoned on its (daemon) thread, since
-Python cannot kill threads: the batch goes on without it, but the thread lives until the call returns,
-so a plug-in that may block forever should be written async.
+A sync plug-in's batch ends within `timeout_s` of its start (every sample, queued or running, is bounded
+by it; raise `max_concurrency` for slow calls); a call still running then is abandoned on its daemon
+thread, since Python cannot kill threads, and lives until it returns, so a plug-in that may block forever
+should be written async. A timed-out async call is cancelled.
 """
 
 from __future__ import annotations
@@ -145,10 +146,10 @@ class Plugin:
         asyncio.run(main())
 
     def _call_threads(self, ds, sols, gts, extras, raw, errors):
-        """Each sample on a daemon thread, at most `max_concurrency` running. A call past its timeout is
-        abandoned (Python cannot kill a thread) and stops counting against the limit, so queued samples
-        still start and every sample ends with its result or its own timeout, however many calls block.
-        Daemon threads never hold up a later batch or the process's exit; a late result is dropped."""
+        """Each sample on a daemon thread, at most `max_concurrency` at once, and every sample, running or
+        still queued, scored within `timeout_s` of the batch's start: a batch takes at most timeout_s, however
+        many calls block. A call past the deadline is abandoned (Python cannot kill a thread); daemon threads
+        never hold up a later batch or the process's exit, and a late result is dropped."""
         finished: queue.SimpleQueue = queue.SimpleQueue()  # this call's results only
 
         def one(i):
@@ -157,31 +158,34 @@ class Plugin:
             except Exception as e:
                 finished.put((i, None, e))
 
-        waiting, running = deque(range(len(sols))), {}  # running: sample → start time
+        deadline = time.monotonic() + self.timeout_s
+        waiting, running = deque(range(len(sols))), set()
         while waiting or running:
             while waiting and len(running) < self.max_concurrency:
                 i = waiting.popleft()
-                running[i] = time.monotonic()
+                running.add(i)
                 threading.Thread(target=one, args=(i,), daemon=True, name=f"reward-{self.name}-{i}").start()
             try:
-                got = [finished.get(timeout=0.02)]
+                got = [finished.get(timeout=max(0.0, min(0.05, deadline - time.monotonic())))]
                 while not finished.empty():
                     got.append(finished.get_nowait())
             except queue.Empty:
                 got = []
             for i, v, e in got:
-                if running.pop(i, None) is None:
-                    continue  # abandoned after its timeout: already reported
+                running.discard(i)
                 if e is not None:
                     errors[i] = ("raised", f"{type(e).__name__}: {e}")
                 else:
                     raw[i] = v
-            now = time.monotonic()
-            for i, t0 in list(running.items()):
-                if now - t0 > self.timeout_s:
-                    errors[i] = ("timeout", f"exceeded {self.timeout_s}s (thread abandoned)")
-                    del running[i]
-                    self.abandoned += 1
+            if time.monotonic() >= deadline and (waiting or running):
+                why = (f"not scored within {self.timeout_s}s of its batch's start ({len(sols)} samples, "
+                       f"max_concurrency {self.max_concurrency}); raise timeout_s or max_concurrency")
+                for i in running:
+                    errors[i] = ("timeout", why + " (call abandoned)")
+                for i in waiting:
+                    errors[i] = ("timeout", why + " (never started)")
+                self.abandoned += len(running)
+                break
 
     # ------------------------------------------------------------------ checking
     def _collect(self, sample_ids, raw, errors) -> PluginResult:

@@ -31,7 +31,8 @@ class RewardTerm:
     batched: bool = False
     """Plug-ins: the function takes whole batches (verl's batched form)."""
     timeout_s: float = 10.0
-    """Plug-ins: per call (per batch when batched)."""
+    """Plug-ins: sync per-sample functions must score a whole batch within this (queued samples too: size
+    max_concurrency for slow calls); async ones, per call; batched ones, per batch."""
     on_error: str = "fail"
     """Plug-ins: 'fail' the step, or 'fallback' (assign `fallback`, count it)."""
     fallback: float = 0.0

@@ -1,6 +1,7 @@
 """Rewards by hand on a 4-item catalogue, plug-in failure modes, and ground-truth construction."""
 
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -188,21 +189,23 @@ def test_plugin_failures_fallback_counted(plugfile, fn, kind, kw, expect):
 
 
 def test_blocking_plugin_times_out_every_sample_of_a_large_batch(plugfile):
-    """More blocking samples than max_concurrency: each one times out on its own (the queued ones used to
-    never start, hanging the batch for good), and the blocked threads do not stall the next batch."""
+    """64 blocking samples, max_concurrency 8: the batch falls back within about one timeout (the queued
+    samples used to never start, hanging the batch for good), and the blocked threads do not stall the
+    next batch on the same scorer."""
     import threading
 
-    sc = scorer(RewardTerm(f"{plugfile}:block", timeout_s=0.2, max_concurrency=4, on_error="fallback",
+    sc = scorer(RewardTerm(f"{plugfile}:block", timeout_s=0.5, max_concurrency=8, on_error="fallback",
                            fallback=-0.5))
-    out = {}
-    t = threading.Thread(target=lambda: out.update(first=sc.score([1] * 20, [S0] * 20),
+    out, t0 = {}, time.monotonic()
+    t = threading.Thread(target=lambda: out.update(first=sc.score([1] * 64, [S0] * 64), t1=time.monotonic(),
                                                    second=sc.score([0] * 6, [S0] * 6)), daemon=True)
     t.start()
     t.join(30)
     assert not t.is_alive(), "the plug-in call hung"
-    assert out["first"]["score"].tolist() == [-0.5] * 20
-    assert out["first"]["metrics"][f"reward/plugin/{plugfile}:block/timeout"] == 20
-    assert out["second"]["score"].tolist() == [1.0] * 6  # 20 threads still blocked; the next batch runs
+    assert out["first"]["score"].tolist() == [-0.5] * 64
+    assert out["first"]["metrics"][f"reward/plugin/{plugfile}:block/timeout"] == 64
+    assert out["t1"] - t0 < 3 * 0.5  # about one timeout, not one per wave of 8
+    assert out["second"]["score"].tolist() == [1.0] * 6  # 8 threads still blocked; the next batch runs
 
 
 def test_blocked_plugin_threads_do_not_hold_up_exit(plugfile):
