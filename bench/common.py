@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cluster.atomic import write_json_atomic
+from common.atomic import write_json_atomic
 from trainer.metrics_log import peak_rss_mib  # noqa: F401  (re-exported for the benches)
 
 

@@ -51,9 +51,9 @@ def main() -> None:
 
     from bench.common import peak_rss_mib, save
     from bench.rollout import setup
-    from cluster.doctor import free_port
     from cluster.learner_actor import LearnerActor
     from cluster.ray_local import init_local_ray
+    from common.net import free_port
     from trainer.grpo_learner import LearnerConfig
 
     work = tempfile.mkdtemp(prefix="cr_bench_grpo_")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cluster.atomic import write_json_atomic, write_text_atomic
 from cluster.report import comparisons, load_per_user, seed_average
+from common.atomic import write_json_atomic, write_text_atomic
 from evaluation.compare import verdict
 
 KEYS = ["HR@20", "FHR@20", "LUF@20", "LIF@20", "CandAcc"]

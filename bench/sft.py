@@ -19,7 +19,7 @@ import numpy as np
 
 
 def run(data: str, sid_dir: str, stage: int, ranks: int, steps: int, micro_batch: int) -> dict:
-    from cluster.doctor import free_port
+    from common.net import free_port
 
     run_dir = Path(tempfile.mkdtemp(prefix=f"cr_sft_z{stage}_r{ranks}_"))
     args = ["-m", "trainer.sft", f"data={data}", f"sid_dir={sid_dir}", f"run_dir={run_dir}", f"zero_stage={stage}",

@@ -53,11 +53,11 @@ def main() -> None:
 
     from bench.common import save
     from bench.rollout import setup
-    from cluster.doctor import free_port
     from cluster.learner_actor import LearnerActor
     from cluster.ray_local import init_local_ray
     from cluster.rollout_actor import RolloutActor
     from cluster.weight_sync import make_sync
+    from common.net import free_port
     from trainer.grpo_learner import LearnerConfig
 
     work = tempfile.mkdtemp(prefix="cr_bench_sync_")

@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] not in ("-h", "--help"):
             print(f"conrec: unknown command {argv[0]!r}. Commands:\n{lines}", file=sys.stderr)
             return 2
-        print(f"usage: conrec COMMAND [options]\n\ncommands:\n{lines}")
+        usage = f"usage: conrec COMMAND [options]\n\ncommands:\n{lines}"
+        if not argv:  # no command is a mistake (exit 2), as argparse treats a missing argument
+            print(usage, file=sys.stderr)
+            return 2
+        print(usage)
         return 0
     import importlib
     import os

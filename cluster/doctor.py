@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from common.net import free_port
+
 # distribution names to try for each reported component, in order
 VERSIONED = {
     "torch": ["torch"],
@@ -37,14 +39,6 @@ def _version(dists: list[str]) -> str:
         except md.PackageNotFoundError:
             continue
     return "not installed"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- the checks

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import ray
 
-from cluster.faults import actor_lost, get_with_restarts, wait_restarted
 from cluster.run_config import RunConfig
+from common.faults import actor_lost, get_with_restarts, wait_restarted
 from rollout.engine import SamplingConfig
 from trainer.curriculum import get_curriculum
 from trainer.grpo_learner import RolloutBatch
@@ -386,7 +386,7 @@ class Driver:
 
     def _checkpoint(self, run: Path, st: dict) -> None:
         """Learner state (all ranks: weights, optimizer, scheduler) + driver state, manifest written last."""
-        from cluster.atomic import write_json_atomic
+        from common.atomic import write_json_atomic
         from trainer.checkpoint import step_dir, write_manifest
 
         d = step_dir(run, self.step)

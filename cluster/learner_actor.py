@@ -6,8 +6,8 @@ import os
 
 import ray
 
-from cluster.faults import maybe_fail
 from cluster.weight_sync import SyncMember
+from common.faults import maybe_fail
 
 
 @ray.remote

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cluster.atomic import write_json_atomic, write_text_atomic
+from common.atomic import write_json_atomic, write_text_atomic
 
 log = logging.getLogger("conrec.report")
 
@@ -27,7 +27,7 @@ def metric_keys(k: int) -> list[str]:
 
 def save_per_user(per_user: dict, path: Path) -> None:
     """Per-user metric values of every method in one .npz (`method/metric` arrays), written atomically."""
-    from cluster.atomic import write_npz_atomic
+    from common.atomic import write_npz_atomic
 
     write_npz_atomic({f"{m}/{k}": np.asarray(v, dtype=np.float64) for m, d in per_user.items() for k, v in d.items()},
                      path)
@@ -122,7 +122,7 @@ def _curves(rows: list, path: Path) -> None:
 
 def write_report(cfg, results: dict, per_user: dict, records: list, run: Path, seconds: float) -> dict:
     """report.json, report.md, metrics.png (CIs as error bars) and training_curves.png of one run."""
-    from cluster.config import to_dict
+    from common.config import to_dict
 
     log.info("[5/5] report → %s", run / "report.md")
     k = cfg.k
@@ -181,7 +181,7 @@ def acceptance_rule(cfg) -> str:
 
 def write_seeds_report(cfg, seeds: list[int], per_seed: dict, per_user: dict, run: Path, seconds: float) -> dict:
     """Aggregate several seeds of one run: mean ± sd per metric, paired CIs on seed-averaged users."""
-    from cluster.config import to_dict
+    from common.config import to_dict
 
     k = cfg.k
     keys = metric_keys(k)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ray
 
-from cluster.faults import maybe_fail
 from cluster.weight_sync import SyncMember
+from common.faults import maybe_fail
 
 
 @ray.remote

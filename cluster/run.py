@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cluster.atomic import write_json_atomic
-from cluster.config import build, to_dict
 from cluster.report import load_per_user, save_per_user, seed_average, write_report, write_seeds_report
 from cluster.run_config import RunConfig
+from common.atomic import write_json_atomic
+from common.config import build, to_dict
 
 log = logging.getLogger("conrec.run")
 WHERE = {"stage": "start-up"}

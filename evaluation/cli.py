@@ -7,8 +7,8 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
-from cluster.atomic import write_json_atomic
-from cluster.config import build, to_dict
+from common.atomic import write_json_atomic
+from common.config import build, to_dict
 from feedback.split import SplitConfig
 from feedback.swing import SwingConfig
 

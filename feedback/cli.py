@@ -7,8 +7,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cluster.atomic import write_json_atomic, write_parquet_atomic
-from cluster.config import build, to_dict
+from common.atomic import write_json_atomic, write_parquet_atomic
+from common.config import build, to_dict
 from feedback.split import SplitConfig
 
 

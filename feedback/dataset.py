@@ -46,7 +46,7 @@ class FeedbackData:
 
     def save(self, out_dir: str | Path) -> Path:
         """Write events.parquet and items.parquet (the generic `parquet:` format)."""
-        from cluster.atomic import write_parquet_atomic
+        from common.atomic import write_parquet_atomic
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -87,7 +87,7 @@ def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
 
 
 def save_ground_truth(gt: GroundTruth, path: str | Path) -> Path:
-    from cluster.atomic import write_parquet_atomic
+    from common.atomic import write_parquet_atomic
 
     return write_parquet_atomic(gt.to_frame(), path)
 

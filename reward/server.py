@@ -17,7 +17,7 @@ import time
 import numpy as np
 import ray
 
-from cluster.faults import get_with_restarts, maybe_fail
+from common.faults import get_with_restarts, maybe_fail
 from reward.ground_truth import GroundTruth
 from reward.scorer import RewardConfig, RewardScorer
 

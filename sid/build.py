@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cluster.atomic import write_json_atomic, write_parquet_atomic
-from cluster.config import build, to_dict
+from common.atomic import write_json_atomic, write_parquet_atomic
+from common.config import build, to_dict
 from sid.collisions import count_collisions, resolve
 from sid.encode import EncoderConfig, encode_items
 from sid.index import SidIndex, write_vocab

@@ -68,7 +68,7 @@ class SidIndex:
 
 
 def write_vocab(path: Path, index: SidIndex) -> None:
-    from cluster.atomic import write_json_atomic
+    from common.atomic import write_json_atomic
 
     write_json_atomic({"levels": index.levels, "level_sizes": index.level_sizes, "tokens": index.tokens()},
                       path)

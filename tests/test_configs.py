@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.config import build
 from cluster.run_config import RunConfig
+from common.config import build
 from tests.conftest import ROOT
 
 RUN_CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml") if not p.name.startswith("sft_"))

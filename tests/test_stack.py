@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from cluster.doctor import free_port
+from common.net import free_port
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.stack

@@ -71,7 +71,7 @@ def _member(rank, port, q):
 
 
 def test_collective_broadcast_reaches_every_member():
-    from cluster.doctor import free_port
+    from common.net import free_port
 
     ctx = mp.get_context("spawn")
     q = ctx.Queue()

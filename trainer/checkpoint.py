@@ -20,7 +20,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from cluster.atomic import write_json_atomic, write_text_atomic
+from common.atomic import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 

@@ -81,7 +81,7 @@ class Progressive:
 
         Returns ('accept' | 'retry' | 'reject', the adjusted stage for a retry, the paired difference) —
         raises CurriculumStop on 'stop'."""
-        from evaluation.compare import paired_diff
+        from common.stats import paired_diff
 
         c = self.cfg
         if c.acceptance not in ("paired_ci", "point"):

@@ -49,7 +49,7 @@ def main() -> None:
     if a.out:
         from pathlib import Path
 
-        from cluster.atomic import write_json_atomic
+        from common.atomic import write_json_atomic
 
         write_json_atomic(row, Path(a.out) / f"rank{row['rank']}.json")
     else:

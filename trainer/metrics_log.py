@@ -34,7 +34,7 @@ class MetricsLog:
         one row per step). TensorBoard keeps its events; it draws the replayed steps over them."""
         if not self.enabled:
             return
-        from cluster.atomic import write_text_atomic
+        from common.atomic import write_text_atomic
 
         self.f.close()
         rows = [ln for ln in self.path.read_text().splitlines() if _step_of(ln) <= step]

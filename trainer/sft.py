@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cluster.config import build, to_dict
+from common.config import build, to_dict
 from feedback.split import SplitConfig
 from trainer.models import TinyModelConfig
 from trainer.prompts import TASKS, ContextConfig
@@ -176,7 +176,7 @@ def load_model_and_tokenizer(cfg: SFTConfig, index, data):
 
 def _env_single_rank() -> None:
     if "RANK" not in os.environ:
-        from cluster.doctor import free_port
+        from common.net import free_port
 
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", LOCAL_RANK="0",
                           WORLD_SIZE="1")
@@ -287,7 +287,7 @@ def sid_dir_of(cfg: SFTConfig) -> Path:
 
 def write_model_card(model_dir: Path, sid_dir, context: ContextConfig, data: str) -> None:
     """conrec.json beside the weights: which SIDs and which prompt context the model was trained with."""
-    from cluster.atomic import write_json_atomic
+    from common.atomic import write_json_atomic
 
     write_json_atomic({"sid_dir": str(Path(sid_dir).resolve()), "context": to_dict(context), "data": data},
                       Path(model_dir) / "conrec.json")

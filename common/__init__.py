@@ -1,0 +1,2 @@
+"""The bottom layer: helpers every package may import (atomic writes, configs, fault injection, statistics,
+ports). It imports no other package of the project."""
