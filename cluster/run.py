@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from cluster.report import load_per_user, save_per_user, seed_average, write_report, write_seeds_report
-from cluster.run_config import RunConfig
+from cluster.run_config import RunConfig, validate
 from common.atomic import write_json_atomic
-from common.config import build, to_dict
+from common.config import build, read_config, to_dict
 
 log = logging.getLogger("conrec.run")
 WHERE = {"stage": "start-up"}
@@ -252,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*")
     a = p.parse_intermixed_args(argv)  # overrides may come before or after the flags
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = build(RunConfig, Path(a.config).read_text() if a.config else None, a.overrides)
+    cfg = build(RunConfig, read_config(a.config), a.overrides, source=f"--config {a.config}")
+    validate(cfg)
     run = Path(cfg.run_dir)
     from cluster.run_lock import LOCK_NAME, RunLock
 

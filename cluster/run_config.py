@@ -93,3 +93,57 @@ class RunConfig:
     k: int = 20
     run_grpo: bool = True
     """False: the SFT-only ablation."""
+
+
+CONTEXT_MODES = ("neg_recent", "neg_all", "neg_pos")
+
+
+def validate(cfg: RunConfig) -> None:
+    """Check the whole config when it is loaded, so a bad value fails now with its key, not minutes later
+    when its stage starts. Raises ConfigError listing every problem found."""
+    from common.config import ConfigError
+    from reward.builtin import REWARDS
+    from trainer.curriculum import CURRICULA
+    from trainer.prompts import TASKS
+
+    t, g, s, sp = cfg.topology, cfg.grpo, cfg.sft, cfg.split
+    unknown_tasks = [k for k in s.tasks if k not in TASKS]
+    checks = [
+        (s.epochs >= 1 or s.max_steps > 0, f"sft.epochs={s.epochs} must be ≥ 1 (or set sft.max_steps)"),
+        (s.micro_batch >= 1, f"sft.micro_batch={s.micro_batch} must be ≥ 1"),
+        (s.lr > 0, f"sft.lr={s.lr} must be > 0"),
+        (not unknown_tasks, f"sft.tasks: unknown task(s) {unknown_tasks}; registered: {sorted(TASKS)}"),
+        (t.rollout_actors >= 1, f"topology.rollout_actors={t.rollout_actors} must be ≥ 1"),
+        (t.learner_ranks >= 1, f"topology.learner_ranks={t.learner_ranks} must be ≥ 1"),
+        (t.rollout_engine in ("vllm", "hf"), f"topology.rollout_engine={t.rollout_engine!r} must be 'vllm' or 'hf'"),
+        (t.cpus_per_actor >= 0 and t.gpus_per_rollout >= 0 and t.gpus_per_learner >= 0,
+         "topology.cpus_per_actor / gpus_per_rollout / gpus_per_learner must be ≥ 0"),
+        (g.prompts_per_step >= t.learner_ranks, f"grpo.prompts_per_step={g.prompts_per_step} < topology.learner_ranks="
+                                                f"{t.learner_ranks}: every learner rank needs a prompt group per step"),
+        (g.sampling.n >= 2, f"grpo.sampling.n={g.sampling.n}: GRPO compares a group, so at least 2"),
+        (g.sampling.mode != "beam" or g.sampling.n <= cfg.rollout.max_logprobs,
+         f"grpo.sampling.n={g.sampling.n} beam groups need rollout.max_logprobs ≥ {g.sampling.n}"),
+        (g.learner.lr > 0 and g.learner.micro_batch >= 1, "grpo.learner.lr must be > 0 and micro_batch ≥ 1"),
+        (g.val_users >= 0, f"grpo.val_users={g.val_users} must be ≥ 0 (0 = all)"),
+        (cfg.k >= 1, f"k={cfg.k} must be ≥ 1"),
+        (0 < sp.context_frac < 1, f"split.context_frac={sp.context_frac} must lie strictly between 0 and 1"),
+        (sp.horizon_days > 0, f"split.horizon_days={sp.horizon_days} must be > 0"),
+        (sp.n_candidates >= 1, f"split.n_candidates={sp.n_candidates} must be ≥ 1"),
+        (sp.method in ("per_user", "global"), f"split.method={sp.method!r} must be 'per_user' or 'global'"),
+        (cfg.curriculum.name in CURRICULA, f"curriculum.name={cfg.curriculum.name!r}; registered: {sorted(CURRICULA)}"),
+    ]
+    for i, st in enumerate(cfg.curriculum.stages):
+        checks += [(st.context_mode in CONTEXT_MODES,
+                    f"curriculum.stages[{i}].context_mode={st.context_mode!r} must be one of {list(CONTEXT_MODES)}"),
+                   (st.steps >= 1, f"curriculum.stages[{i}].steps={st.steps} must be ≥ 1")]
+    for i, term in enumerate(g.reward.terms):
+        plugin = ":" in term.name or term.name.endswith(".py") or "." in term.name
+        checks.append((term.name in REWARDS or plugin, f"grpo.reward.terms[{i}].name={term.name!r} is neither a "
+                                                       f"built-in ({sorted(REWARDS)}) nor a plug-in spec "
+                                                       "('pkg.module:fn' or 'file.py:fn')"))
+        if term.name == "rank_hit":
+            checks.append((g.sampling.mode == "beam", "grpo.reward.terms: rank_hit ranks a group's items by their "
+                                                      "beam order; set grpo.sampling.mode=beam"))
+    problems = [msg for ok, msg in checks if not ok]
+    if problems:
+        raise ConfigError("; ".join(problems))

@@ -51,7 +51,35 @@ CLI_CASES = {
                                r"bad config value for .grpo.prompts_per_step.: Value .many. of type .str. could not "
                                r"be converted to Integer"),
     "unknown data kind": (lambda t: ["data", "stats", "--data", "csv:/tmp/x"], r"unknown kind 'csv'"),
+    "YAML syntax error": (lambda t: ["run", "--config", str(yaml(t, "grpo: [\n"))],
+                          r"--config .*bad.yaml is not valid YAML at line 2, column 1"),
+    "YAML whose top level is a list": (lambda t: ["run", "--config", str(yaml(t, "- a\n- b\n"))],
+                                       r"the top level must be a mapping of config keys .* not a list"),
+    "--config naming a folder": (lambda t: ["run", "--config", str(t)], r"is a folder; give a YAML file"),
+    "--config naming no file": (lambda t: ["run", "--config", str(t / "nope.yaml")], r"nope.yaml does not exist"),
+    "override into a list element": (lambda t: ["run", "--config", str(ROOT / "configs/demo.yaml"),
+                                                "curriculum.stages.0.kl_coeff=0.1"],
+                                     r"curriculum.stages is a list and is set whole"),
+    "negative SFT epochs": (lambda t: _run(t, "sft.epochs=-1"), r"sft.epochs=-1 must be ≥ 1"),
+    "no rollout actors": (lambda t: _run(t, "topology.rollout_actors=0"), r"topology.rollout_actors=0 must be ≥ 1"),
+    "misspelt rollout engine": (lambda t: _run(t, "topology.rollout_engine=vlm"),
+                                r"topology.rollout_engine='vlm' must be 'vllm' or 'hf'"),
+    "unknown reward term": (lambda t: _run(t, "grpo.reward.terms=[{name: hitt}]"),
+                            r"grpo.reward.terms\[0\].name='hitt' is neither a built-in"),
+    "rank reward on sampled groups": (lambda t: _run(t, "grpo.reward.terms=[{name: rank_hit}]",
+                                                     "grpo.sampling.mode=sample"), r"set grpo.sampling.mode=beam"),
+    "zero candidates": (lambda t: _run(t, "split.n_candidates=0"), r"split.n_candidates=0 must be ≥ 1"),
+    "context fraction out of range": (lambda t: _run(t, "split.context_frac=1.5"),
+                                      r"split.context_frac=1.5 must lie strictly between 0 and 1"),
+    "several bad values at once": (lambda t: _run(t, "sft.epochs=0", "k=0"),
+                                   r"sft.epochs=0 must be ≥ 1 .*; k=0 must be ≥ 1"),
+    "unknown sampling mode": (lambda t: _run(t, "grpo.sampling.mode=greedy"), r"'sample' or 'beam', got 'greedy'"),
+    "no command": (lambda t: [], r"usage: conrec COMMAND"),
 }
+
+
+def _run(tmp_path, *overrides):
+    return ["run", "--config", str(ROOT / "configs/demo.yaml"), f"run_dir={tmp_path / 'r'}", *overrides]
 
 
 def yaml(tmp_path, text):

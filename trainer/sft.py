@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.config import build, to_dict
+from common.config import build, read_config, to_dict
 from feedback.split import SplitConfig
 from trainer.models import TinyModelConfig
 from trainer.prompts import TASKS, ContextConfig
@@ -323,8 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="dotted overrides, e.g. epochs=2 zero_stage=1 model.tiny.hidden_size=64")
     a = p.parse_intermixed_args(argv)  # overrides may come before or after the flags
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    text = Path(a.config).read_text() if a.config else None
-    cfg = build(SFTConfig, text, a.overrides)
+    cfg = build(SFTConfig, read_config(a.config), a.overrides, source=f"--config {a.config}")
     try:
         final = train(cfg, resume=a.resume)
     except KeyboardInterrupt:  # Ctrl-C reaches this process too when `conrec run` started it
