@@ -33,7 +33,15 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--data", required=True, help="data spec, e.g. movielens-100k:PATH or synthetic:users=2000")
         s.add_argument("--out", help="output file (stats/coverage: JSON) or folder (split)")
         s.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. split.horizon_days=7")
+    f = sub.add_parser("fetch", help="download a public dataset by name into the cache ($CONREC_DATA or "
+                                     "~/.cache/conrec), check and unpack it; print its data spec")
+    f.add_argument("name", nargs="?", help="dataset name (--list shows them)")
+    f.add_argument("--list", action="store_true", help="list the known datasets")
+    f.add_argument("--url", help="another source for the same archive (a mirror, a file:// path)")
+    f.add_argument("--sha256", help="pin the archive's SHA-256")
     a = p.parse_args(argv)
+    if a.cmd == "fetch":
+        return fetch_command(a, p)
     cfg = build(DataCommandConfig, None, a.overrides)
 
     from feedback.loaders import load
@@ -81,3 +89,19 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def fetch_command(a, p) -> int:
+    from feedback.fetch import DATASETS, cache_dir, fetch
+
+    if a.list or not a.name:
+        if not a.list:
+            p.error("fetch needs a dataset NAME (or --list)")
+        for name, ds in DATASETS.items():
+            print(f"{name:<16} {ds.note}  [{ds.url}]")
+        print(f"cache: {cache_dir()}")
+        return 0
+    folder = fetch(a.name, a.url, a.sha256)
+    print(f"{a.name}: {folder}\ndata spec: {a.name}  (or {DATASETS[a.name].kind}:{folder})")
+    return 0
+

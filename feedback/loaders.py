@@ -3,9 +3,13 @@
 Spec forms (options after the path, comma-separated `key=value`):
 
     movielens-100k:PATH[,neg=2,pos=4]     folder with u.data and u.item (Latin-1)
+    movielens-1m:PATH[,neg=2,pos=4]       folder with ratings.dat and movies.dat (`::`-separated, Latin-1)
     movielens-csv:PATH[,neg=2,pos=4]      folder with ratings.csv and movies.csv (ml-latest-small, ml-25m)
+    kuairand:PATH[,logs=standard]         KuaiRand-Pure/1K `data` folder: is_hate = negative (see load_kuairand)
     parquet:PATH                          folder with events.parquet, items.parquet[, truth.parquet]
     synthetic:users=N,items=N,days=N,seed=N[,other SimConfig fields]
+    NAME[,options]                        a public dataset by name (feedback/fetch.py: movielens-100k,
+                                          movielens-1m, ml-latest-small, kuairand-pure), fetched once
 
 Ratings map to feedback as rating <= neg → negative, rating >= pos → positive, else neutral.
 Validation repairs (see `ValidationOptions`) are spec options too, e.g. `parquet:DIR,on_duplicate=drop`.
@@ -22,7 +26,7 @@ import pandas as pd
 from feedback.dataset import FeedbackData
 from feedback.schema import DataReport, DataValidationError, ValidationOptions, validate_events, validate_items
 
-KINDS = ("movielens-100k", "movielens-csv", "parquet", "synthetic")
+KINDS = ("movielens-100k", "movielens-1m", "movielens-csv", "kuairand", "parquet", "synthetic")
 ML100K_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
                  "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
                  "War", "Western"]
@@ -100,6 +104,86 @@ def load_movielens_100k(path: str, opts: dict[str, str], spec: str) -> FeedbackD
     return _finish(spec, events, items, opts, vopts, report, ["genres"])
 
 
+def load_movielens_1m(path: str, opts: dict[str, str], spec: str) -> FeedbackData:
+    root = Path(path)
+    _require(root, ["ratings.dat", "movies.dat"], "movielens-1m")
+    neg, pos = float(opts.pop("neg", 2)), float(opts.pop("pos", 4))
+    vopts = _take_validation_opts(opts)
+    raw = _read_dat(root / "ratings.dat", ["user_id", "item_id", "rating", "timestamp"])
+    try:
+        raw = raw.astype({"user_id": np.int64, "item_id": np.int64, "rating": np.float64, "timestamp": np.int64})
+    except ValueError as e:
+        raise DataValidationError(str(root / "ratings.dat"), f"a non-numeric field ({e})",
+                                  "each line must be UserID::MovieID::Rating::Timestamp, all numbers") from None
+    events = raw[["user_id", "item_id", "timestamp"]].copy()
+    events["feedback"] = _ratings_to_feedback(raw["rating"], neg, pos)
+    mv = _read_dat(root / "movies.dat", ["item_id", "title", "genres"])
+    items = pd.DataFrame({"item_id": mv["item_id"].astype(np.int64), "title": mv["title"].astype(str),
+                          "genres": mv["genres"].fillna("").astype(str)})
+    items["text"] = items["title"] + " " + items["genres"].str.replace("|", " ", regex=False)
+    report = DataReport(source=str(root / "ratings.dat"))
+    return _finish(spec, events, items, opts, vopts, report, ["genres"])
+
+
+def _read_dat(path: Path, names: list[str]) -> pd.DataFrame:
+    """MovieLens-1M's `::`-separated, Latin-1 files (titles may hold a single ':', never '::')."""
+    rows = [line.rstrip("\n").split("::") for line in path.read_text(encoding="latin-1").splitlines() if line]
+    bad = next((i for i, r in enumerate(rows) if len(r) != len(names)), None)
+    if bad is not None:
+        raise DataValidationError(str(path), f"line {bad + 1} has {len(rows[bad])} '::'-separated fields, "
+                                  f"expected {len(names)}", f"each line must be {'::'.join(names)}")
+    return pd.DataFrame(rows, columns=names)
+
+
+def load_kuairand(path: str, opts: dict[str, str], spec: str) -> FeedbackData:
+    """KuaiRand (Pure or 1K) `data` folder, per the dataset's documented schema.
+
+    Events: `log_standard_*.csv` (logs=standard, the default), plus `log_random_*.csv` (the randomly
+    exposed videos) with logs=all. Timestamps are `time_ms` (milliseconds) → seconds. Feedback:
+    `is_hate` = 1 (the explicit "not interested") → negative; else `is_like`, `is_follow`, `is_forward` or
+    `long_view` → positive; else neutral. Items: `video_features_basic*.csv` (tag, video_type, music_type
+    as categories; a text of those fields, there being no titles); videos with logs but no feature row
+    get an item row of their id alone.
+    """
+    root = Path(path)
+    logs = opts.pop("logs", "standard")
+    if logs not in ("standard", "all"):
+        raise ValueError(f"data spec {spec!r}: logs must be 'standard' or 'all', got {logs!r}")
+    vopts = _take_validation_opts(opts)
+    files = sorted(root.glob("log_standard_*.csv")) + (sorted(root.glob("log_random_*.csv")) if logs == "all" else [])
+    feats = sorted(root.glob("video_features_basic*.csv"))
+    if not root.is_dir() or not files or not feats:
+        raise FileNotFoundError(f"kuairand: {root} needs log_standard_*.csv and video_features_basic*.csv (the "
+                                "`data` folder of KuaiRand-Pure or KuaiRand-1K)")
+    need = ["user_id", "video_id", "time_ms", "is_hate", "is_like", "is_follow", "is_forward", "long_view"]
+    parts = []
+    for f in files:
+        df = pd.read_csv(f, usecols=lambda c: c in need)
+        miss = [c for c in need if c not in df.columns]
+        if miss:
+            raise DataValidationError(str(f), f"missing columns {miss}", "expected KuaiRand's log schema")
+        parts.append(df)
+    inter = pd.concat(parts, ignore_index=True)
+    pos_sig = inter[["is_like", "is_follow", "is_forward", "long_view"]].fillna(0).to_numpy().any(1)
+    fb = np.where(inter["is_hate"].fillna(0).to_numpy() > 0, "negative", np.where(pos_sig, "positive", "neutral"))
+    events = pd.DataFrame({"user_id": inter["user_id"], "item_id": inter["video_id"],
+                           "timestamp": inter["time_ms"] // 1000, "feedback": fb})
+    vf = pd.concat([pd.read_csv(f) for f in feats], ignore_index=True).drop_duplicates("video_id")
+    cats = [c for c in ("tag", "video_type", "music_type") if c in vf.columns]
+    items = pd.DataFrame({"item_id": vf["video_id"]})
+    for c in cats:
+        items[c] = vf[c].fillna("").astype(str).to_numpy()
+    extra = np.setdiff1d(events["item_id"].unique(), items["item_id"].to_numpy())
+    if len(extra):
+        items = pd.concat([items, pd.DataFrame({"item_id": extra})], ignore_index=True).fillna("")
+    items["title"] = "video " + items["item_id"].astype(str)
+    items["text"] = items["title"]
+    for c in cats:
+        items["text"] = items["text"] + " " + c.replace("_", " ") + " " + items[c]
+    report = DataReport(source=str(files[0]))
+    return _finish(spec, events, items, opts, vopts, report, cats)
+
+
 def load_movielens_csv(path: str, opts: dict[str, str], spec: str) -> FeedbackData:
     root = Path(path)
     _require(root, ["ratings.csv", "movies.csv"], "movielens-csv")
@@ -159,9 +243,18 @@ def load_synthetic(opts: dict[str, str], spec: str) -> FeedbackData:
 
 def load(spec: str) -> FeedbackData:
     """Load and validate the dataset a spec string names (see the module docstring)."""
+    from feedback.fetch import DATASETS, resolve
+
+    name, _, rest = spec.partition(",")
+    if ":" not in name and name in DATASETS:
+        spec = resolve(name) + ("," + rest if rest else "")
     kind, path, opts = parse_spec(spec)
     if kind == "movielens-100k":
         return load_movielens_100k(path, opts, spec)
+    if kind == "movielens-1m":
+        return load_movielens_1m(path, opts, spec)
+    if kind == "kuairand":
+        return load_kuairand(path, opts, spec)
     if kind == "movielens-csv":
         return load_movielens_csv(path, opts, spec)
     if kind == "parquet":
