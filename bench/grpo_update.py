@@ -23,15 +23,15 @@ def make_batch(work: str, index, prompts: list[str], n: int, seed: int = 0):
     from transformers import AutoTokenizer
 
     from rollout.constrained import SidTokenMap
-    from trainer.grpo_learner import RolloutBatch
+    from trainer.batch import StepBatch
 
     tok = AutoTokenizer.from_pretrained(f"{work}/m")
     tmap = SidTokenMap(tok, index.level_sizes)
     rng = np.random.default_rng(seed)
     items = rng.integers(0, len(index.codes), len(prompts) * n)
     comps = [[int(tmap.ids[lvl][v]) for lvl, v in enumerate(index.codes[i])] + [tok.eos_token_id] for i in items]
-    return RolloutBatch([p for p in prompts for _ in range(n)], comps, rng.normal(size=len(comps)).astype(np.float32),
-                        list(np.repeat(np.arange(len(prompts)), n)), None, 1.0)
+    return StepBatch(np.arange(len(prompts)), [tok(p, add_special_tokens=False)["input_ids"] for p in prompts], comps,
+                     None, n, 1.0, rewards=rng.normal(size=len(comps)).astype(np.float32))
 
 
 def main() -> None:

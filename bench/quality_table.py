@@ -39,7 +39,8 @@ def collect(root: Path) -> dict:
 def table(runs: dict) -> tuple[dict, str]:
     rows, lines = {}, []
     head = "| variant | seeds | " + " | ".join(KEYS) + " | Δ FHR@20 vs SFT-only [95 % CI] | " \
-           "Δ FHR@20 vs Swing [95 % CI] | stages accepted (per seed) | wall min / run (median) |"
+           "Δ FHR@20 vs Swing [95 % CI] | validation FHR@20 (start → best accepted) | stages accepted (per seed) | " \
+           "wall min / run (median) |"
     lines += [head, "|---" * (head.count("|") - 1) + "|"]
     base_done = False
     for v, seeds in runs.items():
@@ -64,9 +65,15 @@ def table(runs: dict) -> tuple[dict, str]:
                        for s in ss]
                 row["stages_accepted"] = acc
                 row["wall_min"] = [seeds[s]["seconds"] / 60 for s in ss]
-                line += f" | {'/'.join(map(str, acc))} | {np.median(row['wall_min']):.1f} |"
+                # what the shipped choice is made on: the curriculum's validation users (carved from training
+                # data), never the test split
+                val = [[r["val"] for r in seeds[s]["curriculum"] if r.get("accepted")] for s in ss]
+                row["val_start"] = float(np.mean([v[0] for v in val]))
+                row["val_best"] = float(np.mean([v[-1] for v in val]))
+                line += (f" | {row['val_start']:.4f} → {row['val_best']:.4f} | {'/'.join(map(str, acc))} | "
+                         f"{np.median(row['wall_min']):.1f} |")
             else:
-                line += " | – | – |"
+                line += " | – | – | – |"
             rows[name] = row
             lines.append(line)
         base_done = True

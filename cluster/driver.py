@@ -23,12 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import ray
+from verl.utils.profiler import marked_timer
 
 from cluster.run_config import RunConfig
-from common.faults import actor_lost, get_with_restarts, wait_restarted
+from common.actor_group import ActorGroup, ActorLost
+from common.faults import wait_restarted
 from rollout.engine import SamplingConfig
+from trainer.batch import StepBatch
 from trainer.curriculum import get_curriculum
-from trainer.grpo_learner import RolloutBatch
 from trainer.prompts import ContextConfig, build_context
 
 log = logging.getLogger(__name__)
@@ -54,19 +56,21 @@ class Driver:
         if cfg.grpo.prompts_per_step < t.learner_ranks:
             raise ValueError(f"grpo.prompts_per_step={cfg.grpo.prompts_per_step} < topology.learner_ranks="
                              f"{t.learner_ranks}: every learner rank needs at least one prompt group per step")
-        tok = AutoTokenizer.from_pretrained(model_dir)
+        self.tok = tok = AutoTokenizer.from_pretrained(model_dir)
         self.tmap = SidTokenMap(tok, index.level_sizes)
         table = token_to_code_table(tok, index.level_sizes)
         self.reward = RewardServer(cfg.grpo.reward, gt, index, table, num_cpus_per_worker=t.cpus_per_actor)
         self.model_dir = model_dir
         self.pg, self.place = self._placement_group()
         # Ray restarts a dead rollout actor; the driver (not Ray) resubmits its shard after giving it weights
-        self.rollouts = [RolloutActor.options(num_cpus=t.cpus_per_actor, num_gpus=t.gpus_per_rollout,
-                                              max_restarts=t.max_actor_restarts, max_task_retries=0,
-                                              scheduling_strategy=self.place(i)).remote(
-            t.rollout_engine, model_dir, sid_dir, cfg.seed + i, cfg.rollout) for i in range(t.rollout_actors)]
+        self.rollouts = ActorGroup("rollout actor", [
+            RolloutActor.options(num_cpus=t.cpus_per_actor, num_gpus=t.gpus_per_rollout,
+                                 max_restarts=t.max_actor_restarts, max_task_retries=0,
+                                 scheduling_strategy=self.place(i)).remote(
+                t.rollout_engine, model_dir, sid_dir, cfg.seed + i, cfg.rollout) for i in range(t.rollout_actors)],
+            max_restarts=t.max_actor_restarts, restart_timeout_s=t.placement_timeout_s)
         self._start_learners()
-        ray.get([r.ready.remote() for r in self.rollouts])
+        self.rollouts.call_all("ready")
         g = cfg.grpo
         self.weights = make_sync(g.sync_transport, self.learners, self.rollouts, g.sync_bucket_mb, g.sync_timeout_s,
                                  g.learner.zero_stage == 3, g.sync_backend)
@@ -81,10 +85,12 @@ class Driver:
         t = self.cfg.topology
         addr, port = ray.get(ray.remote(num_cpus=0)(free_port_on_node).options(
             scheduling_strategy=self.place(t.rollout_actors)).remote())
-        self.learners = [LearnerActor.options(num_cpus=t.cpus_per_actor, num_gpus=t.gpus_per_learner,
-                                              scheduling_strategy=self.place(t.rollout_actors + r)).remote(
-            r, t.learner_ranks, addr, port) for r in range(t.learner_ranks)]
-        ray.get([a.setup.remote(self.model_dir, self.sid_dir, self.cfg.grpo.learner) for a in self.learners])
+        # no restarts: a lost rank takes the group's collective state with it (Driver._recover rebuilds it)
+        self.learners = ActorGroup("learner rank", [
+            LearnerActor.options(num_cpus=t.cpus_per_actor, num_gpus=t.gpus_per_learner,
+                                 scheduling_strategy=self.place(t.rollout_actors + r)).remote(
+                r, t.learner_ranks, addr, port) for r in range(t.learner_ranks)])
+        self._learners("setup", [(self.model_dir, self.sid_dir, self.cfg.grpo.learner)] * t.learner_ranks)
 
     def _placement_group(self):
         """One bundle per rollout actor and learner rank, reserved together, sized from the topology."""
@@ -108,89 +114,71 @@ class Driver:
 
     # ------------------------------------------------------------------ one step
     def train_step(self, ctx: ContextConfig, kl_coef: float) -> dict:
-        g = self.cfg.grpo
-        timing = {}
-        t_step = time.perf_counter()
-        ids = self.rng.choice(len(self.ex), min(g.prompts_per_step, len(self.ex)), replace=False)
-        ids, prompts, comps, rew, drop = self._rollout_groups(ids, ctx, timing)
-
-        t0 = time.perf_counter()
-        n = g.sampling.n
-        sample_ids = np.repeat(ids, n)
-        targets = self._targets(ids) if g.learner.nll_coef > 0 else None
-        refs = []
-        for a, ps in zip(self.learners, np.array_split(np.arange(len(prompts)), len(self.learners))):
-            rows = np.arange(ps[0] * n, (ps[-1] + 1) * n) if len(ps) else np.empty(0, int)  # whole groups per rank
-            batch = RolloutBatch([prompts[r // n] for r in rows], [comps[r].token_ids for r in rows],
-                                 rew["score"][rows], list(sample_ids[rows]), [comps[r].logprobs for r in rows],
-                                 g.sampling.temperature, [targets[r // n] for r in rows] if targets else None)
-            refs.append(a.update.remote(batch, kl_coef))
-        upd = self._get_learners(refs, "update")
-        timing["timing/update"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        timing["timing/weight_sync"] = self.sync()
-        timing["timing/weight_sync_total"] = time.perf_counter() - t0
-        timing["sync/buckets"] = float(self.n_buckets)
-        every = g.verify_sync_every
-        if every and (self.step + 1) % every == 0:
-            timing["sync/verified"] = float(self.verify_sync(prompts[:4]))
-
+        g, timing = self.cfg.grpo, {}
+        with marked_timer("timing/step", timing):
+            ids = self.rng.choice(len(self.ex), min(g.prompts_per_step, len(self.ex)), replace=False)
+            batch, first_rewards, drop = self._rollout_groups(ids, ctx, timing)
+            if g.learner.nll_coef > 0:
+                batch.targets = self._targets(batch.example_ids)
+            with marked_timer("timing/update", timing):
+                upd = self._learners("update", [(shard, kl_coef) for shard in batch.shard(len(self.learners))])
+            with marked_timer("timing/weight_sync_total", timing):
+                timing["timing/weight_sync"] = self.sync()
+            timing["sync/buckets"] = float(self.n_buckets)
+            if g.verify_sync_every and (self.step + 1) % g.verify_sync_every == 0:
+                timing["sync/verified"] = float(self.verify_sync(batch.prompt_ids[:4]))
         m = {k: float(np.mean([u[k] for u in upd if k in u])) for k in upd[0]}
-        m.update({k: v for k, v in rew["metrics"].items() if not k.startswith("timing/")})
-        score = rew["score"].reshape(-1, n)
-        m["reward/group_std"] = float(score.std(1).mean())
+        m.update({k: v for k, v in first_rewards["metrics"].items() if not k.startswith("timing/")})
+        m["reward/group_std"] = float(batch.rewards.reshape(-1, batch.group_size).std(1).mean())
         m["rollout/dropped_groups"] = drop
         m.update(timing)
-        m["timing/step"] = time.perf_counter() - t_step
         m.update({k: float(v) for k, v in self.faults.items()})
         self.step += 1
         return m
 
     def _rollout_groups(self, ids: np.ndarray, ctx: ContextConfig, timing: dict):
-        """Prompts → G samples each → rewards. With `grpo.dynamic_sampling`, groups whose rewards are all
-        equal (zero advantage: no gradient) are replaced by groups of fresh prompts, for up to
-        `dynamic_sampling_rounds` more rounds (DAPO). Returns the kept example ids, prompts, completions
-        (flat, G per prompt), their rewards, and the share of generated groups dropped."""
+        """Prompts → G completions each → rewards, as one StepBatch. With `grpo.dynamic_sampling`, groups whose
+        rewards are all equal (zero advantage: no gradient) are replaced by groups of fresh prompts, for up to
+        `dynamic_sampling_rounds` more rounds (DAPO). Returns the kept batch, the first round's reward output
+        (the policy's rewards before any selection, for the metrics) and the share of groups dropped."""
         g = self.cfg.grpo
-        n, want = g.sampling.n, len(ids)
-        keep_ids, keep_prompts, keep_comps, scores, metrics = [], [], [], [], None
-        used, generated, rounds = set(), 0, 0
-        while True:
-            prompts = [build_context(self.ex.ctx_items.iat[i], self.ex.ctx_fb.iat[i], self.ex.ctx_ts.iat[i],
-                                     int(self.ex.t_cut.iat[i]), self.index.sid, ctx) for i in ids]
-            t0 = time.perf_counter()
-            comps = [c for grp in self.generate(prompts, rounds) for c in grp]
-            timing["timing/generate"] = timing.get("timing/generate", 0.0) + time.perf_counter() - t0
-            t0 = time.perf_counter()
-            rew = self.reward.score(np.repeat(ids, n), [c.token_ids for c in comps], n)
-            timing["timing/reward"] = timing.get("timing/reward", 0.0) + time.perf_counter() - t0
-            metrics = metrics or rew  # the first round: the policy's rewards before any selection
-            sc = rew["score"].reshape(-1, n)
-            ok = np.ones(len(ids), bool) if not g.dynamic_sampling else sc.std(1) > 1e-8
-            generated += len(ids)
+        want, kept, first, used, generated = len(ids), [], None, set(), 0
+        rounds = 1 + (g.dynamic_sampling_rounds if g.dynamic_sampling else 0)
+        for round_ in range(rounds):
+            batch, rew = self._generate_and_score(ids, ctx, round_, timing)
+            first = first or rew
+            generated += batch.n_groups
             used.update(ids.tolist())
-            for j in np.flatnonzero(ok)[: want - len(keep_ids)]:
-                keep_ids.append(int(ids[j]))
-                keep_prompts.append(prompts[j])
-                keep_comps += comps[j * n:(j + 1) * n]
-                scores.append(sc[j])
-            rounds += 1
-            if len(keep_ids) >= want or rounds > g.dynamic_sampling_rounds or not g.dynamic_sampling:
-                break
+            sc = batch.rewards.reshape(-1, batch.group_size)
+            ok = np.flatnonzero(sc.std(1) > 1e-8) if g.dynamic_sampling else np.arange(batch.n_groups)
+            have = sum(k.n_groups for k in kept)
+            kept.append(batch.groups(ok[: want - have]))
             fresh = np.setdiff1d(np.arange(len(self.ex)), np.fromiter(used, int))
-            if len(fresh) == 0:
+            if have + len(ok) >= want or round_ == rounds - 1 or len(fresh) == 0:
                 break
             ids = self.rng.choice(fresh, min(want, len(fresh)), replace=False)
-        short = self.cfg.topology.learner_ranks - len(keep_ids)
+        out = StepBatch.concat(kept)
+        short = self.cfg.topology.learner_ranks - out.n_groups
         if short > 0:  # every learner rank needs a group: top up with zero-advantage groups (no gradient)
-            for j in range(short):
-                keep_ids.append(int(ids[j % len(ids)]))
-                keep_prompts.append(prompts[j % len(ids)])
-                keep_comps += comps[(j % len(ids)) * n:(j % len(ids) + 1) * n]
-                scores.append(sc[j % len(ids)])
-        kept = {"score": np.concatenate(scores), "metrics": metrics["metrics"]}
-        return np.asarray(keep_ids), keep_prompts, keep_comps, kept, 1.0 - len(keep_ids) / generated
+            out = StepBatch.concat([out, batch.groups(np.arange(short) % batch.n_groups)])
+        return out, first, 1.0 - out.n_groups / generated
+
+    def _generate_and_score(self, ids: np.ndarray, ctx: ContextConfig, round_: int, timing: dict
+                            ) -> tuple[StepBatch, dict]:
+        """One round: the examples' prompts (tokenized once, here), G completions each, their rewards; and
+        the reward server's whole output (its metrics)."""
+        g = self.cfg.grpo
+        prompts = [build_context(self.ex.ctx_items.iat[i], self.ex.ctx_fb.iat[i], self.ex.ctx_ts.iat[i],
+                                 int(self.ex.t_cut.iat[i]), self.index.sid, ctx) for i in ids]
+        p_ids = self.tok(prompts, add_special_tokens=False)["input_ids"]
+        with marked_timer("timing/generate", timing):
+            comps = [c for grp in self.generate(p_ids, round_) for c in grp]
+        batch = StepBatch(np.asarray(ids), p_ids, [c.token_ids for c in comps], [c.logprobs for c in comps],
+                          g.sampling.n, g.sampling.temperature)
+        with marked_timer("timing/reward", timing):
+            rew = self.reward.score(batch.row_example_ids(), batch.completions, batch.group_size)
+        batch.rewards, batch.reward_terms = rew["score"], rew["terms"]
+        return batch, rew
 
     def _targets(self, ids: np.ndarray) -> list[list[int]]:
         """Per example, the token ids of one of its future negatives (SID tokens + EOS), for NLL anchoring;
@@ -204,49 +192,34 @@ class Driver:
             out.append([int(self.tmap.ids[lvl][v]) for lvl, v in enumerate(code)] + [self.tmap.eos])
         return out
 
-    def generate(self, prompts: list[str], round_: int = 0) -> list:
-        """G samples per prompt, one contiguous shard per rollout actor. The seed of a shard is fixed by
-        (run seed, step, shard), so a shard regenerated after its actor died draws the same samples."""
-        g, t = self.cfg.grpo, self.cfg.topology
-        shards = [s for s in np.array_split(np.arange(len(prompts)), len(self.rollouts)) if len(s)]
-        calls = []
-        for i, s in enumerate(shards):
-            seed = g.sampling.seed + 1000 * self.step + 100 * round_ + i
-            sampling = SamplingConfig(**{**vars(g.sampling), "seed": seed})
-            calls.append(([prompts[j] for j in s], sampling))
-        refs = [self.rollouts[i].generate.remote(*c) for i, c in enumerate(calls)]
-        parts = []
-        for i, (c, ref) in enumerate(zip(calls, refs)):
-            actor = self.rollouts[i]
+    def generate(self, prompts: list, round_: int = 0) -> list:
+        """G completions per prompt, one contiguous shard per rollout actor. The seed of a shard is fixed by
+        (run seed, step, round, shard), so a shard regenerated after its actor died draws the same samples."""
+        g = self.cfg.grpo
+        shards = np.array_split(np.arange(len(prompts)), len(self.rollouts))
+        seeds = [g.sampling.seed + 1000 * self.step + 100 * round_ + i for i in range(len(shards))]
+        calls = [([prompts[j] for j in s], SamplingConfig(**{**vars(g.sampling), "seed": seed})) if len(s) else None
+                 for s, seed in zip(shards, seeds)]
 
-            def restarted(e, i=i, actor=actor, n_prompts=len(c[0])):
-                self.faults["fault/rollout_restarts"] += 1
-                log.warning("rollout actor %d died at step %d (%s); restart %d: syncing weights and regenerating "
-                            "its %d prompts", i, self.step + 1, type(e).__name__, self.faults["fault/rollout_restarts"],
-                            n_prompts)
-                self.weights.reset(self.learners, self.rollouts)  # a collective group lost a member
-                self.sync([actor])  # a restarted engine holds the SFT weights
+        def restarted(i, e):
+            self.faults["fault/rollout_restarts"] += 1
+            log.warning("rollout actor %d died at step %d (%s); restart %d: syncing weights and regenerating its %d "
+                        "prompts", i, self.step + 1, type(e).__name__, self.faults["fault/rollout_restarts"],
+                        len(calls[i][0]))
+            self.weights.reset(self.learners, self.rollouts)  # a collective group lost a member
+            self.sync([self.rollouts[i]])  # a restarted engine holds the SFT weights
 
-            parts.append(get_with_restarts(ref, actor, lambda actor=actor, c=c: actor.generate.remote(*c), restarted,
-                                           t.max_actor_restarts, t.placement_timeout_s))
-        return [grp for part in parts for grp in part]
+        return [grp for part in self.rollouts.call("generate", calls, on_restart=restarted) for grp in part]
 
-    def _get_learners(self, refs: list, what: str) -> list:
-        """Results of one call on every rank. A dead rank leaves the others blocked in a collective, so
-        results are taken as they finish and the first lost rank ends the step at once."""
-        pending = list(refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            try:
-                ray.get(done[0])
-            except Exception as e:
-                if actor_lost(e):
-                    raise LearnerLost(f"learner rank {refs.index(done[0])} was lost during {what} at step "
-                                      f"{self.step + 1} ({type(e).__name__})") from e
-                raise
-        return ray.get(refs)
+    def _learners(self, method: str, args: list) -> list:
+        """`method` on every learner rank. A lost rank ends the call at once (the others may be blocked in a
+        collective with it): LearnerLost, which the curriculum loop answers with Driver._recover."""
+        try:
+            return self.learners.call(method, args)
+        except ActorLost as e:
+            raise LearnerLost(f"learner rank {e.index} was lost during {method} at step {self.step + 1}") from e
 
-    def verify_sync(self, prompts: list[str]) -> bool:
+    def verify_sync(self, prompts: list) -> bool:
         """Each rollout engine's greedy codes must equal the learner's: same weights, same constraint."""
         want = ray.get(self.learners[0].greedy_codes.remote(prompts))
         greedy = SamplingConfig(n=1, temperature=0.0, max_tokens=self.cfg.grpo.sampling.max_tokens)
@@ -264,7 +237,7 @@ class Driver:
         except Exception as e:
             # a dead member surfaces as its own ActorDiedError or as a peer's broken collective, in either
             # order; the GCS's view of the actors decides
-            down = _not_alive(self.learners + self.rollouts)
+            down = _not_alive(self.learners.actors + self.rollouts.actors)
             if any(i < len(self.learners) for i in down):
                 raise LearnerLost(f"learner rank {min(down)} was lost during weight sync at step "
                                   f"{self.step + 1}") from e
@@ -310,7 +283,7 @@ class Driver:
             stage = Stage(base.name, base.context_mode, base.steps, st["kl_coef"] or base.kl_coef,
                           st.get("lr_scale") or base.lr_scale)
             ctx = ContextConfig(mode=stage.context_mode, max_items=self.cfg.grpo.max_context_items)
-            ray.get([a.set_lr.remote(self.cfg.grpo.learner.lr * stage.lr_scale) for a in self.learners])
+            self.learners.call_all("set_lr", self.cfg.grpo.learner.lr * stage.lr_scale)
             while st["step_in_stage"] < stage.steps:
                 if budget and self.step >= budget:
                     bar.close()
@@ -391,7 +364,7 @@ class Driver:
 
         d = step_dir(run, self.step)
         (d / "manifest.json").unlink(missing_ok=True)  # rewriting a step (its stage ended): unsealed until done
-        self._get_learners([a.save_state.remote(str(d / "ds")) for a in self.learners], "checkpoint")
+        self._learners("save_state", [(str(d / "ds"),)] * len(self.learners))
         write_json_atomic({**st, "step": self.step, "rng": self.rng.bit_generator.state}, d / "driver.json")
         write_manifest(d, {"step": self.step}, keep=self.cfg.grpo.keep_checkpoints)
 
@@ -405,7 +378,7 @@ class Driver:
             log.warning("--resume: no complete GRPO checkpoint under %s; GRPO starts from the SFT model", run)
             return None
         st = json.loads((ck / "driver.json").read_text())
-        ray.get([a.load_state.remote(str(ck / "ds")) for a in self.learners])
+        self.learners.call_all("load_state", str(ck / "ds"))
         self.sync()
         self.step = st.pop("step")
         self.rng.bit_generator.state = st.pop("rng")
@@ -425,7 +398,7 @@ class Driver:
         from safetensors.torch import load_file
 
         ref = ray.put(list(load_file(str(next(Path(d).glob("*.safetensors")))).items()))
-        ray.get([a.load_weights.remote(ref) for a in self.learners])
+        self.learners.call_all("load_weights", ref)
         self.sync()  # the engines get them the way they get every update
 
 

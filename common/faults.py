@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
 
 import ray
 
@@ -45,23 +44,3 @@ def wait_restarted(actor, timeout_s: float, probe: str = "ready") -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-
-
-def get_with_restarts(ref, actor, resubmit: Callable, on_restart: Callable, max_restarts: int,
-                      restart_timeout_s: float, deadline: float | None = None, probe: str = "ready"):
-    """`ray.get(ref)`; if `actor` died meanwhile (not: its method raised), wait until Ray has restarted
-    it, call `on_restart(err)` (count, log, re-prime the actor) and get `resubmit()` instead, up to
-    `max_restarts` times. `deadline` (time.monotonic) bounds every wait; GetTimeoutError reaches the
-    caller."""
-    def left(floor: float) -> float | None:
-        return None if deadline is None else max(deadline - time.monotonic(), floor)
-
-    for attempt in range(max_restarts + 1):
-        try:
-            return ray.get(ref, timeout=left(0.001))
-        except Exception as e:
-            if not actor_lost(e) or attempt == max_restarts:
-                raise
-            wait_restarted(actor, restart_timeout_s if deadline is None else left(1.0), probe)
-            on_restart(e)
-            ref = resubmit()

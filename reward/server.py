@@ -17,7 +17,8 @@ import time
 import numpy as np
 import ray
 
-from common.faults import get_with_restarts, maybe_fail
+from common.actor_group import ActorGroup
+from common.faults import maybe_fail
 from reward.ground_truth import GroundTruth
 from reward.scorer import RewardConfig, RewardScorer
 
@@ -50,8 +51,10 @@ class RewardServer:
         self._refs = refs = [ray.put(x) for x in (gt, index, token_to_code)]
         # Ray restarts a dead actor; the server, not Ray, resubmits the lost shard, so it can count it
         opts = dict(num_cpus=num_cpus_per_worker, max_restarts=cfg.max_restarts, max_task_retries=0)
-        self.workers = [RewardWorker.options(**opts).remote(cfg, *refs) for _ in range(cfg.num_workers)]
-        ray.get([w.ping.remote() for w in self.workers], timeout=cfg.batch_timeout_s)
+        self.workers = ActorGroup("reward actor", [RewardWorker.options(**opts).remote(cfg, *refs)
+                                                   for _ in range(cfg.num_workers)],
+                                  max_restarts=cfg.max_restarts, restart_timeout_s=cfg.batch_timeout_s, probe="ping")
+        self.workers.call_all("ping", timeout_s=cfg.batch_timeout_s)
         self.restarts = 0
 
     def score(self, sample_ids, outputs, group_size: int = 1) -> dict:
@@ -62,28 +65,20 @@ class RewardServer:
         if group_size < 1 or n % group_size:
             raise ValueError(f"reward server: {n} samples are not whole groups of {group_size}")
         bounds = np.linspace(0, n // group_size, len(self.workers) + 1).astype(int) * group_size
-        shards = [(w, lo, hi) for w, lo, hi in zip(self.workers, bounds[:-1], bounds[1:]) if hi > lo]
-        refs = [w.score.remote(sample_ids[lo:hi], list(outputs[lo:hi]), group_size) for w, lo, hi in shards]
-        deadline = time.monotonic() + self.cfg.batch_timeout_s
-        parts = []
-        for i, ((w, lo, hi), ref) in enumerate(zip(shards, refs)):
-            def resubmit(w=w, lo=lo, hi=hi):
-                return w.score.remote(sample_ids[lo:hi], list(outputs[lo:hi]), group_size)
+        args = [(sample_ids[lo:hi], list(outputs[lo:hi]), group_size) if hi > lo else None
+                for lo, hi in zip(bounds[:-1], bounds[1:])]
 
-            def restarted(e, i=i, lo=lo, hi=hi):
-                self.restarts += 1
-                log.warning("reward actor %d died scoring samples [%d, %d) (%s); restart %d, resubmitting its "
-                            "shard", i, lo, hi, type(e).__name__, self.restarts)
+        def restarted(i, e):
+            self.restarts += 1
+            log.warning("reward actor %d died scoring samples [%d, %d) (%s); restart %d, resubmitting its shard",
+                        i, bounds[i], bounds[i + 1], type(e).__name__, self.restarts)
 
-            try:
-                parts.append(get_with_restarts(ref, w, resubmit, restarted, self.cfg.max_restarts,
-                                               self.cfg.batch_timeout_s, deadline, probe="ping"))
-            except ray.exceptions.GetTimeoutError:
-                for r in refs[i:]:
-                    ray.cancel(r)
-                raise RewardTimeout(f"reward server: a batch of {n} was not scored within {self.cfg.batch_timeout_s}s "
-                                    f"by {len(shards)} actor(s); raise reward.batch_timeout_s or check plug-in "
-                                    "timeouts") from None
+        try:
+            parts = self.workers.call("score", args, on_restart=restarted, timeout_s=self.cfg.batch_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise RewardTimeout(f"reward server: a batch of {n} was not scored within {self.cfg.batch_timeout_s}s "
+                                f"by {sum(a is not None for a in args)} actor(s); raise reward.batch_timeout_s or "
+                                "check plug-in timeouts") from None
         out = merge(parts, n, time.perf_counter() - t0)
         out["metrics"]["fault/reward_restarts"] = float(self.restarts)
         return out

@@ -117,10 +117,13 @@ def sequence_logprobs(model, tokenizer, prompts: list[str], targets: list[str], 
     return out
 
 
-def _prefill(model, tokenizer, prompts: list[str]):
-    """Left-padded prompts through the model once: last-position log-probs, the KV cache, lengths."""
+def _prefill(model, tokenizer, prompts: list):
+    """Left-padded prompts (strings or token ids) through the model once: last-position log-probs, the KV
+    cache, lengths."""
+    from rollout.engine import prompt_ids
+
     tokenizer.padding_side = "left"
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    enc = tokenizer.pad({"input_ids": prompt_ids(tokenizer, prompts)}, return_tensors="pt").to(model.device)
     att = enc.attention_mask
     pos = (att.cumsum(-1) - 1).clamp(min=0)  # positions as in training, whatever the left padding
     out = model(input_ids=enc.input_ids, attention_mask=att, position_ids=pos, use_cache=True, logits_to_keep=1)

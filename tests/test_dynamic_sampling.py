@@ -17,7 +17,7 @@ class _Reward:
         # examples with an even id get all-equal rewards (no gradient); odd ids get a spread
         ids = np.asarray(sample_ids)
         spread = np.tile(np.arange(4, dtype=float), len(ids) // 4)
-        return {"score": np.where(ids % 2 == 0, 1.0, spread), "metrics": {"reward/mean": 0.5}}
+        return {"score": np.where(ids % 2 == 0, 1.0, spread), "terms": {}, "metrics": {"reward/mean": 0.5}}
 
 
 def _driver(dynamic: bool, n_examples: int = 40) -> Driver:
@@ -36,6 +36,7 @@ def _driver(dynamic: bool, n_examples: int = 40) -> Driver:
             return f"<a_{i}>"
 
     d.index = _Index()
+    d.tok = lambda texts, add_special_tokens=False: {"input_ids": [[7, 8]] * len(texts)}
     d.rng = np.random.default_rng(0)
     d.reward = _Reward()
     d.generate = lambda prompts, round_=0: [[Completion([1, 2], [0.0, 0.0])] * 4 for _ in prompts]
@@ -45,20 +46,20 @@ def _driver(dynamic: bool, n_examples: int = 40) -> Driver:
 def test_dynamic_sampling_keeps_only_groups_with_a_gradient():
     d = _driver(True)
     ids = np.arange(8)  # half even: 4 zero-variance groups to replace
-    kept, prompts, comps, rew, dropped = d._rollout_groups(ids, ContextConfig(mode="neg_all"), {})
-    assert len(kept) == 8 and all(k % 2 == 1 for k in kept)
-    assert len(prompts) == 8 and len(comps) == 32 and rew["score"].reshape(8, 4).std(1).min() > 0
+    batch, _, dropped = d._rollout_groups(ids, ContextConfig(mode="neg_all"), {})
+    assert batch.n_groups == 8 and all(k % 2 == 1 for k in batch.example_ids)
+    assert len(batch.prompt_ids) == 8 and len(batch) == 32 and batch.rewards.reshape(8, 4).std(1).min() > 0
     assert 0.4 < dropped < 0.7  # about half of all generated groups were dropped
 
 
 def test_without_dynamic_sampling_every_group_is_kept():
     d = _driver(False)
-    kept, _, comps, rew, dropped = d._rollout_groups(np.arange(8), ContextConfig(mode="neg_all"), {})
-    assert kept.tolist() == list(range(8)) and len(comps) == 32 and dropped == 0.0
+    batch, _, dropped = d._rollout_groups(np.arange(8), ContextConfig(mode="neg_all"), {})
+    assert batch.example_ids.tolist() == list(range(8)) and len(batch) == 32 and dropped == 0.0
 
 
 def test_dynamic_sampling_tops_up_to_one_group_per_learner_rank():
     d = _driver(True, n_examples=4)
     d.cfg.topology.learner_ranks = 3
-    kept, _, comps, _, _ = d._rollout_groups(np.array([0, 2]), ContextConfig(mode="neg_all"), {})
-    assert len(kept) >= 3 and len(comps) == 4 * len(kept)
+    batch, _, _ = d._rollout_groups(np.array([0, 2]), ContextConfig(mode="neg_all"), {})
+    assert batch.n_groups >= 3 and len(batch) == 4 * batch.n_groups

@@ -20,7 +20,8 @@ from sid.encode import EncoderConfig
 from sid.rqvae import RQVAEConfig
 from trainer.models import TinyModelConfig, build_tiny_qwen2, build_tokenizer
 from trainer.prompts import ContextConfig, build_context
-from trainer.grpo_learner import GRPOLearner, LearnerConfig, RolloutBatch
+from trainer.grpo_learner import GRPOLearner, LearnerConfig
+from trainer.batch import StepBatch
 from trainer.grpo_algo import AlgoConfig
 from rollout.constrained import SidTokenMap, trie_beam_search
 from trainer.sft import _env_single_rank
@@ -61,8 +62,8 @@ for step in range(3):
     comps = [c for g in groups for c in g]
     sids = [index.sid(index.trie.item(tmap.decode(c.token_ids))) for c in comps]
     r = scorer.score(np.repeat(ids, G), sids)
-    batch = RolloutBatch([p for p in prompts for _ in range(G)], [c.token_ids for c in comps], r["score"],
-                         list(np.repeat(ids, G)), [c.logprobs for c in comps], 1.0)
+    batch = StepBatch(ids, [tok(p, add_special_tokens=False)["input_ids"] for p in prompts],
+                      [c.token_ids for c in comps], [c.logprobs for c in comps], G, 1.0, rewards=r["score"])
     m = learner.update(batch)
     secs = eng.update_weights(learner.named_weights())
     probe = prompts[:3]
@@ -99,9 +100,9 @@ def toks(item):
     return [int(tmap.ids[l][v]) for l, v in enumerate(index.codes[item])] + [tmap.eos]
 G = 4
 comps = [toks(j % len(index.codes)) for j in range(len(ids) * G)]
-targets = [toks(int(ex.next_negative.iat[i])) for i in ids for _ in range(G)]
-batch = RolloutBatch([p for p in prompts for _ in range(G)], comps, np.zeros(len(comps)),  # equal rewards: no PG
-                     list(np.repeat(ids, G)), None, 1.0, targets)
+targets = [toks(int(ex.next_negative.iat[i])) for i in ids]
+batch = StepBatch(ids, [tok(p, add_special_tokens=False)["input_ids"] for p in prompts], comps, None, G, 1.0,
+                  rewards=np.zeros(len(comps)), targets=targets)  # equal rewards: no policy gradient
 nll = [learner.update(batch)["actor/nll"] for _ in range(6)]
 learner.set_lr(1e-5)
 print(json.dumps({"nll": nll, "lr": learner.engine.get_lr()}))
@@ -128,8 +129,8 @@ prompt = build_context(ex.ctx_items.iat[i], ex.ctx_fb.iat[i], ex.ctx_ts.iat[i], 
 def toks(item):
     return [int(tmap.ids[l][v]) for l, v in enumerate(index.codes[item])] + [tmap.eos]
 G = 4
-batch = RolloutBatch([prompt] * G, [toks(j) for j in range(G)], np.arange(G, dtype=float), [0] * G, None, 1.0,
-                     [toks(int(ex.next_negative.iat[i]))] * G)
+batch = StepBatch(np.array([i]), [tok(prompt, add_special_tokens=False)["input_ids"]], [toks(j) for j in range(G)],
+                  None, G, 1.0, rewards=np.arange(G, dtype=float), targets=[toks(int(ex.next_negative.iat[i]))])
 # as on a rank whose peers have more rows: this rank's one group, then a padding micro-step
 learner._micro_slices = lambda n: [(slice(0, n), False), (slice(0, 1), True)]
 m = learner.update(batch)

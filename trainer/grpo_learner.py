@@ -1,6 +1,6 @@
 """A GRPO learner rank: the policy on DeepSpeed ZeRO plus a frozen reference model beside it.
 
-It takes rollout batches (prompts, sampled SID completions, rewards, group ids), recomputes the
+It takes a step's `StepBatch` shard (prompt ids, SID completions, rewards, groups), recomputes the
 policy's and the reference's log-probs under the trie-constrained distribution the engine sampled
 from, computes advantages and the loss with verl's algorithms, and steps the optimizer. One instance
 per rank; the driver (or a Ray learner actor wrapping it) hands each rank its shard of the batch.
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from trainer.batch import StepBatch
 from trainer.grpo_algo import AlgoConfig, advantages, allowed_mask, constrained_logprobs, policy_objective
 from trainer.packing import Layout, per_sample, shared_prompt
 
@@ -38,18 +39,6 @@ class LearnerConfig:
     """Score each group's G samples as one sequence with the prompt once (trainer/packing.py): the same
     log-probs at ≈ G× fewer tokens. False: one row per sample."""
     algo: AlgoConfig = field(default_factory=AlgoConfig)
-
-
-@dataclass
-class RolloutBatch:
-    prompts: list[str]
-    completions: list[list[int]]
-    rewards: np.ndarray
-    group_ids: list
-    engine_logprobs: list[list[float]] | None = None
-    temperature: float = 1.0
-    targets: list[list[int]] | None = None
-    """Per row, the token ids of its prompt's supervised target (SID tokens + EOS), for NLL anchoring."""
 
 
 class GRPOLearner:
@@ -77,12 +66,6 @@ class GRPOLearner:
         self.step = 0
 
     # ------------------------------------------------------------------ tensors
-    def _tensors(self, b: RolloutBatch):
-        """Prompt token ids, right-padded response ids [N, T] with their mask, and the trie's allowed
-        tokens at each response position [N, T, V]."""
-        p_ids = [self.tok(p, add_special_tokens=False)["input_ids"] for p in b.prompts]
-        return (p_ids, *self._responses(b.completions))
-
     def _responses(self, completions: list[list[int]]):
         """Right-padded response ids [N, T], their mask, and the trie's allowed tokens [N, T, V]."""
         T = max(len(c) for c in completions)
@@ -95,11 +78,11 @@ class GRPOLearner:
         allowed |= ~rmask.bool().unsqueeze(-1)  # padding positions: anything (masked out of the loss)
         return resp, rmask, allowed
 
-    def _layout(self, b: RolloutBatch, p_ids: list, sl: slice, T: int) -> Layout:
-        rows = range(sl.start, sl.stop)
-        prompts, comps = [p_ids[r] for r in rows], [b.completions[r] for r in rows]
+    def _layout(self, b: StepBatch, sl: slice, T: int) -> Layout:
+        groups = b.row_group()[sl]
+        prompts, comps = [b.prompt_ids[g] for g in groups], b.completions[sl]
         if self.cfg.pack_groups:
-            return shared_prompt(prompts, comps, [b.group_ids[r] for r in rows], self.tok.pad_token_id, T)
+            return shared_prompt(prompts, comps, list(groups), self.tok.pad_token_id, T)
         return per_sample(prompts, comps, self.tok.pad_token_id, T)
 
     def _logprobs(self, model, lay: Layout, resp, allowed, temperature):
@@ -115,17 +98,17 @@ class GRPOLearner:
         return constrained_logprobs(logits.view(*lay.index.shape, -1), resp.to(d), allowed.to(d), temperature)
 
     # ------------------------------------------------------------------ the update
-    def update(self, b: RolloutBatch, kl_coef: float | None = None) -> dict:
+    def update(self, b: StepBatch, kl_coef: float | None = None) -> dict:
         t0 = time.perf_counter()
-        n = len(b.prompts)
+        n = len(b)
         if n == 0:
             raise ValueError(f"learner rank {self.rank}: empty batch shard (give every rank at least one prompt)")
-        p_ids, resp, rmask, allowed = self._tensors(b)
-        adv = advantages(b.rewards, rmask, b.group_ids, self.cfg.algo)
+        resp, rmask, allowed = self._responses(b.completions)
+        adv = advantages(b.rewards, rmask, b.row_group(), self.cfg.algo)
         metrics: dict[str, float] = {}
         slices = self._micro_slices(n)
         self.engine.train()
-        layouts = [self._layout(b, p_ids, sl, resp.shape[1]) for sl, _ in slices]
+        layouts = [self._layout(b, sl, resp.shape[1]) for sl, _ in slices]
         # old and reference log-probs of the whole batch before any optimizer step (PPO's "old" policy is
         # the one that sampled). With one micro-step the old policy *is* the current one, so its
         # log-probs are the policy forward's own, detached: one forward pass fewer per step.
@@ -150,7 +133,7 @@ class GRPOLearner:
             info = {"dp_size": self.world, "batch_num_tokens": max(tokens, 1.0), "global_batch_size": max(seqs, 1.0)}
             loss, m = policy_objective(logp, old, ref, adv[sl].to(logp.device), mask, self.cfg.algo, kl_coef, info)
             if self.cfg.nll_coef > 0 and b.targets is not None and not pad:
-                nll = self._target_nll(b, p_ids, sl)
+                nll = self._target_nll(b, sl)
                 loss = loss + self.cfg.nll_coef * nll
                 m["actor/nll"] = float(nll.detach())
             self.engine.backward(loss)
@@ -178,17 +161,13 @@ class GRPOLearner:
         return [(slice(int(c[0]), int(c[-1]) + 1), False) if len(c) else (slice(0, 1), True)
                 for c in np.array_split(np.arange(n), n_micro)]
 
-    def _target_nll(self, b: RolloutBatch, p_ids: list, sl: slice) -> torch.Tensor:
-        """Mean negative log-likelihood of the targets of the groups in `sl` (one row per group), under the
+    def _target_nll(self, b: StepBatch, sl: slice) -> torch.Tensor:
+        """Mean negative log-likelihood of the targets of the groups in `sl` (one per group), under the
         same trie-constrained distribution the policy samples from."""
-        rows, seen = [], set()
-        for r in range(sl.start, sl.stop):
-            if b.group_ids[r] not in seen:
-                seen.add(b.group_ids[r])
-                rows.append(r)
-        targets = [b.targets[r] for r in rows]
+        groups = np.unique(b.row_group()[sl])
+        targets = [b.targets[g] for g in groups]
         resp, mask, allowed = self._responses(targets)
-        lay = per_sample([p_ids[r] for r in rows], targets, self.tok.pad_token_id, resp.shape[1])
+        lay = per_sample([b.prompt_ids[g] for g in groups], targets, self.tok.pad_token_id, resp.shape[1])
         logp, _ = self._logprobs(self.engine, lay, resp, allowed, 1.0)
         mask = mask.to(logp.device)
         return -(logp * mask).sum() / mask.sum().clamp(min=1)
