@@ -263,16 +263,7 @@ class Driver:
         cur = get_curriculum(self.cfg.curriculum)
         stages = cur.stages()
         run = Path(self.cfg.run_dir) / "grpo"
-        st = self._load_state(run) if resume else None
-        if st is None:
-            self.mlog.truncate(0)  # a --resume that found no checkpoint starts GRPO over
-            hits = validate(self.save(run / "stage_start"))
-            best = float(np.mean(hits))
-            log.info("validation before GRPO: %.4f (%d users)", best, len(hits))
-            st = {"stage_idx": 0, "attempt": 0, "kl_coef": None, "lr_scale": None, "step_in_stage": 0,
-                  "best_hits": hits.tolist(), "best_dir": str(run / "stage_start"),
-                  "records": [{"stage": "start", "val": best, "accepted": True}]}
-            self._checkpoint(run, st)  # step 0: a lost learner rank always has a checkpoint to come back to
+        st = (self._load_state(run) if resume else None) or self._start_state(run, validate)
         budget = self.cfg.grpo.max_total_steps
         from tqdm import tqdm
 
@@ -300,12 +291,7 @@ class Driver:
                 st["step_in_stage"] += 1
                 bar.update(1)
                 bar.set_postfix(stage=stage.name, reward=f"{m['reward/mean']:.3f}")
-                m["curriculum/stage_index"] = st["stage_idx"]
-                self.mlog.log(self.step, {k: v for k, v in m.items() if isinstance(v, (int, float))})
-                log.info("step %d [%s] reward %.4f invalid %.3f kl %.4f gen %.2fs reward %.2fs update %.2fs "
-                         "sync %.3fs", self.step, stage.name, m["reward/mean"], m["reward/invalid_rate"],
-                         m.get("actor/kl", 0.0), m["timing/generate"], m["timing/reward"], m["timing/update"],
-                         m["timing/weight_sync"])
+                self._log_step(m, stage.name, st["stage_idx"])
                 if self.cfg.grpo.save_every and self.step % self.cfg.grpo.save_every == 0:
                     self._checkpoint(run, st)
             else:
@@ -313,6 +299,25 @@ class Driver:
         bar.close()
         self.final_dir = Path(st["best_dir"])
         return st["records"]
+
+    def _start_state(self, run: Path, validate) -> dict:
+        """A fresh curriculum: the SFT policy's validation is the first best; step 0 is checkpointed, so a lost
+        learner rank always has a checkpoint to come back to."""
+        self.mlog.truncate(0)  # a --resume that found no checkpoint starts GRPO over
+        hits = validate(self.save(run / "stage_start"))
+        log.info("validation before GRPO: %.4f (%d users)", float(np.mean(hits)), len(hits))
+        st = {"stage_idx": 0, "attempt": 0, "kl_coef": None, "lr_scale": None, "step_in_stage": 0,
+              "best_hits": hits.tolist(), "best_dir": str(run / "stage_start"),
+              "records": [{"stage": "start", "val": float(np.mean(hits)), "accepted": True}]}
+        self._checkpoint(run, st)
+        return st
+
+    def _log_step(self, m: dict, stage: str, stage_idx: int) -> None:
+        m["curriculum/stage_index"] = stage_idx
+        self.mlog.log(self.step, {k: v for k, v in m.items() if isinstance(v, (int, float))})
+        log.info("step %d [%s] reward %.4f invalid %.3f kl %.4f gen %.2fs reward %.2fs update %.2fs sync %.3fs",
+                 self.step, stage, m["reward/mean"], m["reward/invalid_rate"], m.get("actor/kl", 0.0),
+                 m["timing/generate"], m["timing/reward"], m["timing/update"], m["timing/weight_sync"])
 
     def _end_stage(self, cur, stage, st: dict, run: Path, validate) -> dict:
         """Validate the stage's policy; accept it, retry the stage with a new β, or keep the previous best."""
