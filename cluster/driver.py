@@ -393,7 +393,7 @@ class Driver:
 
     def save(self, d: Path) -> Path:
         d.mkdir(parents=True, exist_ok=True)
-        ray.get(self.learners[0].save.remote(str(d)))
+        self._learners("save", [(str(d),)] * len(self.learners))  # every rank: ZeRO-3 gathers the shards
         from trainer.sft import write_model_card
 
         write_model_card(d, self.sid_dir, self.cfg.sft.context, self.cfg.data)

@@ -60,8 +60,8 @@ class LearnerActor(SyncMember):
             self.sync_group.send(named, plan)
 
     def save(self, out_dir: str) -> str:
-        self.learner.engine.module.save_pretrained(out_dir)
-        self.learner.tok.save_pretrained(out_dir)
+        """Collective (every rank calls it): the HF folder of the gathered weights, written by rank 0."""
+        self.learner.save_pretrained(out_dir)
         return out_dir
 
     def save_state(self, d: str) -> None:

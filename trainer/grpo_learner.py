@@ -186,6 +186,14 @@ class GRPOLearner:
         dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
         return t.tolist()
 
+    def save_pretrained(self, out_dir: str) -> None:
+        """The policy as an HF folder (weights + tokenizer), written by rank 0. Collective: every rank calls
+        it, because under ZeRO-3 each holds only a shard and the full weights must be gathered first."""
+        named = self.named_weights()
+        if self.rank == 0:
+            self.engine.module.save_pretrained(out_dir, state_dict=dict(named))
+            self.tok.save_pretrained(out_dir)
+
     def named_weights(self, device: str = "cpu") -> list[tuple[str, torch.Tensor]]:
         """The policy's weights as (name, tensor) pairs for the rollout engines, on rank 0. Under ZeRO-3 the
         gather is collective: every rank calls this, the others get []."""
