@@ -41,7 +41,7 @@ class LearnerLost(RuntimeError):
 
 
 class Driver:
-    def __init__(self, cfg: RunConfig, examples, gt, index, model_dir: str, sid_dir: str, val_split, mlog):
+    def __init__(self, cfg: RunConfig, examples, gt, index, model_dir: str, sid_dir: str, mlog):
         from transformers import AutoTokenizer
 
         from cluster.rollout_actor import RolloutActor
@@ -50,7 +50,7 @@ class Driver:
         from reward.server import RewardServer
         from rollout.constrained import SidTokenMap
 
-        self.cfg, self.ex, self.index, self.val_split, self.mlog = cfg, examples, index, val_split, mlog
+        self.cfg, self.ex, self.index, self.mlog = cfg, examples, index, mlog
         self.sid_dir = sid_dir
         t = cfg.topology
         if cfg.grpo.prompts_per_step < t.learner_ranks:

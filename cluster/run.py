@@ -79,6 +79,7 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
     from reward.ground_truth import build_ground_truth
     from trainer.metrics_log import MetricsLog
     from trainer.models import check_model_dir
+    from trainer.prompts import context_events
 
     final = run / "final"
     if (final / "conrec.json").exists():
@@ -86,7 +87,7 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
     WHERE["stage"] = f"GRPO ({run / 'grpo'})"
     log.info("[3/5] progressive GRPO on Ray")
     check_model_dir(sft_dir, index.level_sizes)  # before any actor loads it
-    examples = training_examples(split, max_context=max(cfg.grpo.max_context_items * 3, 50))
+    examples = training_examples(split, max_context=context_events(cfg.grpo.max_context_items))
     val = carve_validation(split)
     if cfg.grpo.val_users and cfg.grpo.val_users < len(val.test):
         pick = np.sort(np.random.default_rng(cfg.split.seed).choice(len(val.test), cfg.grpo.val_users, replace=False))
@@ -112,7 +113,7 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
             started = True
     mlog = MetricsLog(run / "grpo", append=resume)
     try:
-        driver = Driver(cfg, examples, gt, index, str(sft_dir), str(sid_dir), val, mlog)
+        driver = Driver(cfg, examples, gt, index, str(sft_dir), str(sid_dir), mlog)
         records = driver.run(validate, resume=resume)
         if records is None:
             return None, []

@@ -213,10 +213,11 @@ class Plugin:
             scores[i] = float(v)
         res = PluginResult(scores, extras)
         for i, (kind, detail) in sorted(errors.items()):
-            sid = sample_ids[i]
+            sample_id = sample_ids[i]
             if self.on_error == "fail":
                 more = f" ({len(errors) - 1} more failures in this batch)" if len(errors) > 1 else ""
-                raise PluginError(self.name, kind, int(sid) if hasattr(sid, "__int__") else sid, detail + more)
+                raise PluginError(self.name, kind, int(sample_id) if hasattr(sample_id, "__int__") else sample_id,
+                                  detail + more)
             res.failures[kind] += 1
             scores[i] = self.fallback
         if errors:

@@ -159,11 +159,11 @@ class RewardScorer:
         metrics["timing/reward_score_s"] = time.perf_counter() - t0
         return {"score": total.astype(np.float32), "terms": terms, "metrics": metrics}
 
-    def _ground_truth(self, sid: int) -> dict:
+    def _ground_truth(self, sample_id: int) -> dict:
         """What a plug-in receives as `ground_truth`: SID strings of the example's sets."""
         s = self.index.sid
-        return {"gts": [s(i) for i in self.gt.gts(sid)], "fps": [s(i) for i in self.gt.fps(sid)],
-                "next_negative": s(int(self.gt.next_negative[sid]))}
+        return {"gts": [s(i) for i in self.gt.gts(sample_id)], "fps": [s(i) for i in self.gt.fps(sample_id)],
+                "next_negative": s(int(self.gt.next_negative[sample_id]))}
 
 
 def token_to_code_table(tokenizer, level_sizes: list[int]) -> np.ndarray:

@@ -30,6 +30,12 @@ class ContextConfig:
     in 'neg_pos' the budget is split evenly, unused room going to the other side."""
 
 
+def context_events(max_items: int) -> int:
+    """Events kept per training example for a prompt of `max_items` SIDs: the context builder filters them by
+    feedback and recency, so it needs a margin (3×, at least 50)."""
+    return max(max_items * 3, 50)
+
+
 def build_context(ctx_items: np.ndarray, ctx_fb: np.ndarray, ctx_ts: np.ndarray, t_cut: int, sid,
                   cfg: ContextConfig) -> str:
     """`user disliked: <sid> <sid> … liked: <sid> … next dislike:` (items oldest → newest)."""

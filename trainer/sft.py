@@ -22,7 +22,7 @@ import numpy as np
 from common.config import build, read_config, to_dict
 from feedback.split import SplitConfig
 from trainer.models import TinyModelConfig
-from trainer.prompts import TASKS, ContextConfig
+from trainer.prompts import TASKS, ContextConfig, context_events
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def prepare(cfg: SFTConfig):
         build_sids(data.items, data.category_columns, SidConfig(), sid_dir)
     index = SidIndex.load(sid_dir)
     index.check_catalogue(data.items["item_id"].to_numpy())
-    examples = training_examples(split, max_context=max(cfg.context.max_items * 3, 50))
+    examples = training_examples(split, max_context=context_events(cfg.context.max_items))
     return data, split, index, examples
 
 
