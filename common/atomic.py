@@ -23,6 +23,20 @@ def _atomic(path: Path, write) -> Path:
     return path
 
 
+def check_writable(path, kind: str = "file", flag: str = "--out") -> None:
+    """Fail now, before any work, if `path` cannot receive a result of `kind` ('file' or 'folder')."""
+    p = Path(path)
+    if kind == "file" and p.is_dir():
+        raise ValueError(f"{flag} {p} is a folder; give a file name (e.g. {p / 'result.json'})")
+    if kind == "folder" and p.exists() and not p.is_dir():
+        raise ValueError(f"{flag} {p} is a file; give a folder")
+    parent = p if kind == "folder" and p.exists() else p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {p}: {parent} is not writable; choose another place")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

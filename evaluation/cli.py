@@ -7,7 +7,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
-from common.atomic import write_json_atomic
+from common.atomic import check_writable, write_json_atomic
 from common.config import build, to_dict
 from feedback.split import SplitConfig
 from feedback.swing import SwingConfig
@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. swing.alpha=1 split.horizon_days=7")
     a = p.parse_intermixed_args(argv)  # overrides may come before or after the flags
+    if a.out:
+        check_writable(a.out)  # before the evaluation, not after it
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = build(EvalConfig, None, a.overrides)
     if a.method not in METHODS and a.method not in LAZY:

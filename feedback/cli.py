@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.atomic import write_json_atomic, write_parquet_atomic
+from common.atomic import check_writable, write_json_atomic, write_parquet_atomic
 from common.config import build, to_dict
 from feedback.split import SplitConfig
 
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.cmd == "fetch":
         return fetch_command(a, p)
+    if a.out:
+        check_writable(a.out, "folder" if a.cmd == "split" else "file")  # before the work, not after it
     cfg = build(DataCommandConfig, None, a.overrides)
 
     from feedback.loaders import load

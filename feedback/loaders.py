@@ -66,6 +66,18 @@ def _ratings_to_feedback(rating: pd.Series, neg: float, pos: float) -> pd.Series
     return pd.Series(out, index=rating.index)
 
 
+def _numeric_ratings(rating: pd.Series, source: Path) -> pd.Series:
+    """Ratings as numbers; an empty or non-numeric one is an error naming its file line (header = line 1)."""
+    num = pd.to_numeric(rating, errors="coerce")
+    bad = np.flatnonzero(num.isna().to_numpy())
+    if len(bad):
+        r = int(bad[0])
+        shown = "empty" if pd.isna(rating.iloc[r]) else repr(str(rating.iloc[r]))
+        raise DataValidationError(str(source), f"line {r + 2}: rating {shown} is not a number ({len(bad)} such "
+                                  "line(s))", "give every rating a number, or remove those lines")
+    return num
+
+
 def _require(path: Path, names: list[str], kind: str) -> None:
     if not path.is_dir():
         raise FileNotFoundError(f"{kind}: {path} is not a folder")
@@ -194,6 +206,7 @@ def load_movielens_csv(path: str, opts: dict[str, str], spec: str) -> FeedbackDa
     if not need <= set(raw.columns):
         raise DataValidationError(str(root / "ratings.csv"), f"missing columns {sorted(need - set(raw.columns))}",
                                   "expected the MovieLens header userId,movieId,rating,timestamp")
+    raw["rating"] = _numeric_ratings(raw["rating"], root / "ratings.csv")
     events = pd.DataFrame({"user_id": raw["userId"], "item_id": raw["movieId"], "timestamp": raw["timestamp"],
                            "feedback": _ratings_to_feedback(raw["rating"], neg, pos)})
     mv = pd.read_csv(root / "movies.csv")
@@ -249,6 +262,14 @@ def load(spec: str) -> FeedbackData:
     if ":" not in name and name in DATASETS:
         spec = resolve(name) + ("," + rest if rest else "")
     kind, path, opts = parse_spec(spec)
+    try:
+        return _load(kind, path, opts, spec)
+    except PermissionError as e:
+        raise DataValidationError(str(e.filename or path), f"cannot be read ({e.strerror})",
+                                  "check the file's permissions, or copy it somewhere readable") from None
+
+
+def _load(kind: str, path: str | None, opts: dict, spec: str) -> FeedbackData:
     if kind == "movielens-100k":
         return load_movielens_100k(path, opts, spec)
     if kind == "movielens-1m":

@@ -75,7 +75,24 @@ CLI_CASES = {
                                    r"sft.epochs=0 must be ≥ 1 .*; k=0 must be ≥ 1"),
     "unknown sampling mode": (lambda t: _run(t, "grpo.sampling.mode=greedy"), r"'sample' or 'beam', got 'greedy'"),
     "no command": (lambda t: [], r"usage: conrec COMMAND"),
+    "non-numeric rating in ratings.csv": (lambda t: ["data", "stats", "--data", _ml_csv(t, "1,10,x,1000")],
+                                          r"ratings.csv: line 3: rating 'x' is not a number .*Fix: give every"),
+    "empty rating in ratings.csv": (lambda t: ["data", "stats", "--data", _ml_csv(t, "1,10,,1000")],
+                                    r"ratings.csv: line 3: rating empty is not a number"),
+    "--out that is a folder (eval)": (lambda t: ["eval", "--data", "synthetic:users=30,items=30,days=10",
+                                                 "--method", "pop", "--out", str(t)],
+                                      r"--out .* is a folder; give a file name"),
+    "--out that is a folder (data stats)": (lambda t: ["data", "stats", "--data", "synthetic:users=30,items=30,days=10",
+                                                       "--out", str(t)], r"--out .* is a folder; give a file name"),
 }
+
+
+def _ml_csv(tmp_path, bad_line):
+    d = tmp_path / "ml"
+    d.mkdir()
+    (d / "ratings.csv").write_text(f"userId,movieId,rating,timestamp\n1,10,4.0,900\n{bad_line}\n")
+    (d / "movies.csv").write_text('movieId,title,genres\n10,"Heat (1995)",Action\n')
+    return f"movielens-csv:{d}"
 
 
 def _run(tmp_path, *overrides):

@@ -93,3 +93,18 @@ def test_data_stats_cli(ml100k, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "negative 17,480" in proc.stdout
     assert json.loads(out.read_text())["n_users"] == 943
+
+
+def test_unreadable_file_is_a_data_error(tmp_path, monkeypatch):
+    # (as root chmod cannot make a file unreadable, so the read itself is made to fail as it would)
+    import feedback.loaders as loaders
+    from feedback.schema import DataValidationError
+
+    write_ml_csv(tmp_path)
+
+    def denied(path, *a, **k):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(loaders.pd, "read_csv", denied)
+    with pytest.raises(DataValidationError, match=r"ratings.csv: cannot be read \(Permission denied\).*permissions"):
+        loaders.load(f"movielens-csv:{tmp_path}")
