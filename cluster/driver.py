@@ -18,6 +18,7 @@ and the run continues from the last checkpoint. Every restart is logged and coun
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -265,10 +266,10 @@ class Driver:
         run = Path(self.cfg.run_dir) / "grpo"
         st = (self._load_state(run) if resume else None) or self._start_state(run, validate)
         budget = self.cfg.grpo.max_total_steps
-        from tqdm import tqdm
+        from common.progress import progress
 
         total = sum(x.steps for x in stages)
-        bar = tqdm(total=total, initial=min(self.step, total), desc="grpo", unit="step", dynamic_ncols=True)
+        bar = progress(total, "grpo", initial=min(self.step, total))
         while st["stage_idx"] < len(stages):
             base = stages[st["stage_idx"]]
             stage = Stage(base.name, base.context_mode, base.steps, st["kl_coef"] or base.kl_coef,
@@ -315,7 +316,9 @@ class Driver:
     def _log_step(self, m: dict, stage: str, stage_idx: int) -> None:
         m["curriculum/stage_index"] = stage_idx
         self.mlog.log(self.step, {k: v for k, v in m.items() if isinstance(v, (int, float))})
-        log.info("step %d [%s] reward %.4f invalid %.3f kl %.4f gen %.2fs reward %.2fs update %.2fs sync %.3fs",
+        # a line per step with -v; a quiet run shows the progress bar and keeps the figures in metrics.jsonl
+        level = logging.DEBUG if os.environ.get("CONREC_LOG_DIR") else logging.INFO
+        log.log(level, "step %d [%s] reward %.4f invalid %.3f kl %.4f gen %.2fs reward %.2fs update %.2fs sync %.3fs",
                  self.step, stage, m["reward/mean"], m["reward/invalid_rate"], m.get("actor/kl", 0.0),
                  m["timing/generate"], m["timing/reward"], m["timing/update"], m["timing/weight_sync"])
 

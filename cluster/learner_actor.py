@@ -13,13 +13,16 @@ from common.faults import maybe_fail
 @ray.remote
 class LearnerActor(SyncMember):
     def __init__(self, rank: int, world: int, master_addr: str, master_port: int):
+        from common.logs import redirect_worker_output
+
+        redirect_worker_output(f"learner-rank{rank}-pid{os.getpid()}")
         os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(rank),
                           LOCAL_RANK="0", WORLD_SIZE=str(world))
 
     def setup(self, model_dir: str, sid_dir: str, cfg) -> bool:
         import logging
 
-        logging.basicConfig(level=logging.INFO)
+        logging.basicConfig(level=logging.INFO)  # a no-op when the output was redirected (configured there)
         from trainer.grpo_learner import GRPOLearner
 
         self.learner = GRPOLearner(model_dir, sid_dir, cfg)

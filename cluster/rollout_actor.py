@@ -13,8 +13,12 @@ class RolloutActor(SyncMember):
     def __init__(self, engine: str, model_dir: str, sid_dir: str, seed: int = 0, cfg=None):
         """`cfg`: a rollout.engine.EngineConfig (None: the CPU defaults)."""
         import logging
+        import os
 
-        logging.basicConfig(level=logging.INFO)
+        from common.logs import redirect_worker_output
+
+        if redirect_worker_output(f"rollout-pid{os.getpid()}") is None:
+            logging.basicConfig(level=logging.INFO)
         if engine == "vllm":
             from rollout.vllm_engine import VllmEngine
 

@@ -24,6 +24,8 @@ from cluster.report import load_per_user, save_per_user, seed_average, write_rep
 from cluster.run_config import RunConfig, validate
 from common.atomic import write_json_atomic
 from common.config import build, read_config, to_dict
+from common.logs import ENV as LOG_ENV
+from common.logs import quiet_third_party
 
 log = logging.getLogger("conrec.run")
 WHERE = {"stage": "start-up"}
@@ -63,7 +65,13 @@ def stage_sft(cfg: RunConfig, sid_dir: Path, run: Path) -> Path:
     cmd = [sys.executable, "-m", "trainer.sft", "--config", str(out / "sft.yaml")]
     if (out / "checkpoints").exists():
         cmd.append("--resume")
-    subprocess.run(cmd, check=True)
+    rc = subprocess.run(cmd).returncode
+    if rc in (130, -2):  # Ctrl-C reached the child first (it is in the terminal's process group too)
+        raise KeyboardInterrupt
+    if rc in (143, -15):
+        raise Interrupted(15)
+    if rc != 0:
+        raise subprocess.CalledProcessError(rc, cmd)
     return out / "final"
 
 
@@ -107,9 +115,13 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
     if not ray.is_initialized():
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         if cfg.topology.ray_address:
-            ray.init(address=cfg.topology.ray_address)
+            env = {LOG_ENV: str(Path(os.environ[LOG_ENV]).resolve())} if LOG_ENV in os.environ else {}
+            ray.init(address=cfg.topology.ray_address, runtime_env={"env_vars": env},
+                     log_to_driver=LOG_ENV not in os.environ)
         else:
-            init_local_ray(max(2, os.cpu_count() or 2), cfg.topology.bind_host, log_to_driver=True, prefix="cr_run_")
+            # workers' output goes to RUN/logs unless -v (common/logs.py); then Ray streams it to the console
+            init_local_ray(max(2, os.cpu_count() or 2), cfg.topology.bind_host,
+                           log_to_driver=LOG_ENV not in os.environ, prefix="cr_run_")
             started = True
     mlog = MetricsLog(run / "grpo", append=resume)
     try:
@@ -250,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="run seeds seed … seed+N−1 in RUN/seed_S (SIDs and split shared in RUN/sid) and report "
                         "mean ± sd and paired CIs in RUN/report.md; finished seeds are kept, so a later --resume "
                         "with a larger N adds seeds")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show every worker's output (Ray actors, vLLM, DeepSpeed, SFT) on the console; by default "
+                        "it goes to RUN/logs/ and the console shows conrec's own lines")
     p.add_argument("overrides", nargs="*")
     a = p.parse_intermixed_args(argv)  # overrides may come before or after the flags
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -268,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         raise Interrupted(signum)
 
     signal.signal(signal.SIGTERM, on_term)
+    if not a.verbose:
+        os.environ[LOG_ENV] = str((run / "logs").resolve())  # read by the actors and the SFT process (common/logs.py)
+        quiet_third_party()
     try:
         with RunLock(run):
             out = run_seeds(cfg, a.seeds, a.resume) if a.seeds else run_pipeline(cfg, resume=a.resume)

@@ -32,7 +32,12 @@ class RewardTimeout(TimeoutError):
 @ray.remote
 class RewardWorker:
     def __init__(self, cfg: RewardConfig, gt: GroundTruth, index, token_to_code=None):
-        logging.basicConfig(level=logging.INFO)
+        import os
+
+        from common.logs import redirect_worker_output
+
+        if redirect_worker_output(f"reward-pid{os.getpid()}") is None:
+            logging.basicConfig(level=logging.INFO)
         self.scorer = RewardScorer(cfg, gt, index, token_to_code)
 
     def score(self, sample_ids, outputs, group_size: int = 1) -> dict:

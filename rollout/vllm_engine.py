@@ -32,6 +32,7 @@ class VllmEngine(RolloutEngine):
         from sid.index import SidIndex
 
         self.sid_dir = str(sid_dir)
+        _quiet_rotary_reload_warning()
         self.llm = vllm.LLM(model=str(model_dir), dtype=cfg.dtype, max_model_len=cfg.max_model_len, seed=seed,
                             enforce_eager=cfg.enforce_eager, gpu_memory_utilization=cfg.gpu_memory_utilization,
                             tensor_parallel_size=cfg.tensor_parallel_size,
@@ -108,3 +109,23 @@ def _seed_worker(worker, seed: int) -> None:
     import torch
 
     torch.manual_seed(seed)
+
+
+class _RotaryReloadFilter:
+    """Drops vLLM's "RotaryEmbedding: Failed to load weights" warning after every weight push. It is not a
+    defect: a rotary layer's only tensor is its cos/sin cache, a buffer vLLM computes from the config and
+    that no HF checkpoint (so no pushed state dict) contains; finalize_layerwise_processing (vllm
+    model_loader/reload/layerwise.py) then puts the layer's existing tensors back unchanged. The engine
+    test checks that after a push the engine decodes exactly like the learner on long contexts."""
+
+    def filter(self, record) -> bool:
+        return not record.getMessage().startswith("RotaryEmbedding: Failed to load weights")
+
+
+def _quiet_rotary_reload_warning() -> None:
+    import logging
+
+    lg = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+    if not any(isinstance(f, _RotaryReloadFilter) for f in lg.filters):
+        lg.addFilter(_RotaryReloadFilter())
+

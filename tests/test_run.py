@@ -38,6 +38,12 @@ def test_conrec_run_tiny(tmp_path):
             assert k in m, k
     for f in ("report.md", "training_curves.png", "metrics.png", "final/conrec.json"):
         assert (run / f).exists(), f
+    # quiet by default: the actors' output (vLLM, DeepSpeed) is in RUN/logs/, not on the console
+    assert "(RolloutActor pid=" not in proc.stderr and "(LearnerActor pid=" not in proc.stderr, proc.stderr[-3000:]
+    assert "RotaryEmbedding" not in proc.stderr
+    logs = {f.name.split("-")[0]: f for f in (run / "logs").glob("*.log")}
+    assert {"rollout", "learner", "reward"} <= set(logs), sorted(logs)
+    assert "vllm" in logs["rollout"].read_text().lower()
     # a second invocation without --resume refuses to overwrite the run
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "pass --resume" in again.stderr

@@ -34,6 +34,9 @@ eng = VllmEngine(work + "/m", work + "/sid", seed=0, cfg=EngineConfig(max_model_
 tmap = SidTokenMap(tok, index.level_sizes)
 catalogue = {tuple(c) for c in index.codes.tolist()}
 prompts = ["user disliked: " + index.sid(i) + " next dislike:" for i in range(8)]
+# long contexts (≈ 110 tokens of a 128-token model length): positions where a stale rotary cache would show
+long = ["user disliked: " + "".join(index.sid((i + j) % len(index.codes)) for j in range(26)) + " next dislike:"
+        for i in range(3)]
 groups = eng.generate(prompts, SamplingConfig(n=8, temperature=1.5, max_tokens=4))
 codes = [tmap.decode(c.token_ids) for g in groups for c in g]
 valid = sum(c in catalogue for c in codes)
@@ -44,9 +47,10 @@ with torch.no_grad():
     for p in model.parameters():
         p.add_(0.5 * torch.randn_like(p))
 secs = eng.update_weights(list(model.state_dict().items()))
-greedy = eng.generate(prompts[:4], SamplingConfig(n=1, temperature=0.0, max_tokens=4))
+greedy = eng.generate(prompts[:4] + long, SamplingConfig(n=1, temperature=0.0, max_tokens=4))
 from rollout.constrained import trie_beam_search
-hf = trie_beam_search(model.eval(), tok, prompts[:4], index.trie, tmap, num_beams=1)
+hf = trie_beam_search(model.eval(), tok, prompts[:4] + long, index.trie, tmap, num_beams=1)
+n_long = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in long]
 from rollout.hf_engine import HFEngine
 model.save_pretrained(work + "/m2"); tok.save_pretrained(work + "/m2")
 hfe = HFEngine(work + "/m2", work + "/sid")
@@ -73,7 +77,7 @@ beam = {"distinct": all(len({tuple(c.token_ids) for c in g}) == 6 for g in vb),
         "lp_vs_learner": max(abs(a - b) for p, g in zip(prompts, vb) for c in g
                              for a, b in zip(c.logprobs, learner_lp(p, c)))}
 mc = eng.llm.llm_engine.model_config  # the rollout config reaches vLLM
-print(json.dumps({"engine_cfg": [mc.max_model_len, str(mc.dtype), mc.enforce_eager], "beam": beam,
+print(json.dumps({"n_long": n_long, "engine_cfg": [mc.max_model_len, str(mc.dtype), mc.enforce_eager], "beam": beam,
                   "n": len(codes), "valid": valid, "lp_ok": lp_ok, "sync_s": secs, "hf_valid": hf_valid,
                   "hf_engine_greedy": hf_greedy_engine,
                   "vllm_greedy": [list(tmap.decode(g[0].token_ids)) for g in greedy],
@@ -88,8 +92,9 @@ def test_vllm_trie_sampling_and_weight_sync(tmp_path):
     r = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1])
     assert r["n"] == 64 and r["valid"] == 64  # every sampled completion is a catalogue code
     assert r["lp_ok"]
-    assert r["vllm_greedy"] == r["hf_greedy"]  # the pushed weights are the ones vLLM runs
-    assert r["hf_valid"] == 16 and r["hf_engine_greedy"] == r["hf_greedy"]  # the HF engine, same interface
+    assert r["vllm_greedy"] == r["hf_greedy"]  # the pushed weights are the ones vLLM runs, long contexts too
+    assert min(r["n_long"]) > 100, r["n_long"]
+    assert r["hf_valid"] == 16 and r["hf_engine_greedy"] == r["hf_greedy"][:4]  # the HF engine, same interface
     assert r["engine_cfg"] == [128, "torch.float32", True]
     b = r["beam"]  # beam groups: distinct, valid, best first, the same on both engines, the learner's log-probs
     assert b["distinct"] and b["valid"] and b["sorted"] and b["same_codes"], b

@@ -187,8 +187,8 @@ def train(cfg: SFTConfig, resume: bool = False) -> dict:
     import deepspeed
     import torch
     import torch.distributed as dist
-    from tqdm import tqdm
 
+    from common.progress import progress
     from trainer.checkpoint import latest_checkpoint, load_engine_state, save_engine_state, step_dir, write_manifest
     from trainer.distributed import ds_config, init_distributed
     from trainer.metrics_log import MetricsLog, peak_rss_mib
@@ -243,9 +243,10 @@ def train(cfg: SFTConfig, resume: bool = False) -> dict:
         mine = order[rank::world]
         batches = [mine[i:i + cfg.micro_batch] for i in range(0, len(mine) - cfg.micro_batch + 1, cfg.micro_batch)]
         first = skip if epoch == start_epoch else 0
-        bar = tqdm(range(first, len(batches)), desc=f"sft epoch {epoch}", disable=not (cfg.progress and rank == 0))
+        bar = progress(len(batches), f"sft epoch {epoch + 1}/{cfg.epochs}", initial=first,
+                       enabled=cfg.progress and rank == 0)
         engine.train()
-        for b in bar:
+        for b in range(first, len(batches)):
             t0 = time.perf_counter()
             ids, att, labels = sft.collate(batches[b], engine.device)
             loss = engine(input_ids=ids, attention_mask=att, labels=labels).loss
@@ -260,12 +261,14 @@ def train(cfg: SFTConfig, resume: bool = False) -> dict:
             mlog.log(step, {"train/loss": loss_v, "train/epoch": epoch, "perf/tokens_per_s": ntok / dt,
                             "perf/peak_rss_mib": peak_rss_mib()})
             bar.set_postfix(loss=f"{loss_v:.3f}")
+            bar.update(cfg.grad_accum)
             if cfg.save_every and step % cfg.save_every == 0:
                 save(epoch, b + 1)
             if cfg.max_steps and step >= cfg.max_steps:
                 done = True
                 save(epoch, b + 1)
                 break
+        bar.close()
         if done:
             break
         val = validate(engine, sft, cfg)
@@ -323,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="dotted overrides, e.g. epochs=2 zero_stage=1 model.tiny.hidden_size=64")
     a = p.parse_intermixed_args(argv)  # overrides may come before or after the flags
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if os.environ.get("CONREC_LOG_DIR"):  # started by a quiet `conrec run`: its own lines only (common/logs.py)
+        from common.logs import quiet_third_party
+
+        quiet_third_party()
     cfg = build(SFTConfig, read_config(a.config), a.overrides, source=f"--config {a.config}")
     try:
         final = train(cfg, resume=a.resume)
