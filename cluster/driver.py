@@ -47,9 +47,8 @@ class Driver:
 
         from cluster.rollout_actor import RolloutActor
         from cluster.weight_sync import make_sync
-        from reward.scorer import token_to_code_table
         from reward.server import RewardServer
-        from rollout.constrained import SidTokenMap
+        from sid.tokens import SidTokenMap
 
         self.cfg, self.ex, self.index, self.mlog = cfg, examples, index, mlog
         self.sid_dir = sid_dir
@@ -59,8 +58,8 @@ class Driver:
                              f"{t.learner_ranks}: every learner rank needs at least one prompt group per step")
         self.tok = tok = AutoTokenizer.from_pretrained(model_dir)
         self.tmap = SidTokenMap(tok, index.level_sizes)
-        table = token_to_code_table(tok, index.level_sizes)
-        self.reward = RewardServer(cfg.grpo.reward, gt, index, table, num_cpus_per_worker=t.cpus_per_actor)
+        self.reward = RewardServer(cfg.grpo.reward, gt, index, self.tmap.table(len(tok)),
+                                   num_cpus_per_worker=t.cpus_per_actor)
         self.model_dir = model_dir
         self.pg, self.place = self._placement_group()
         # Ray restarts a dead rollout actor; the driver (not Ray) resubmits its shard after giving it weights
