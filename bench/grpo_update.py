@@ -22,7 +22,7 @@ import numpy as np
 def make_batch(work: str, index, prompts: list[str], n: int, seed: int = 0):
     from transformers import AutoTokenizer
 
-    from rollout.constrained import SidTokenMap
+    from sid.tokens import SidTokenMap
     from trainer.batch import StepBatch
 
     tok = AutoTokenizer.from_pretrained(f"{work}/m")

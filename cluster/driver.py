@@ -47,9 +47,8 @@ class Driver:
 
         from cluster.rollout_actor import RolloutActor
         from cluster.weight_sync import make_sync
-        from reward.scorer import token_to_code_table
         from reward.server import RewardServer
-        from rollout.constrained import SidTokenMap
+        from sid.tokens import SidTokenMap
 
         self.cfg, self.ex, self.index, self.mlog = cfg, examples, index, mlog
         self.sid_dir = sid_dir
@@ -59,8 +58,8 @@ class Driver:
                              f"{t.learner_ranks}: every learner rank needs at least one prompt group per step")
         self.tok = tok = AutoTokenizer.from_pretrained(model_dir)
         self.tmap = SidTokenMap(tok, index.level_sizes)
-        table = token_to_code_table(tok, index.level_sizes)
-        self.reward = RewardServer(cfg.grpo.reward, gt, index, table, num_cpus_per_worker=t.cpus_per_actor)
+        self.reward = RewardServer(cfg.grpo.reward, gt, index, self.tmap.table(len(tok)),
+                                   num_cpus_per_worker=t.cpus_per_actor)
         self.model_dir = model_dir
         self.pg, self.place = self._placement_group()
         # Ray restarts a dead rollout actor; the driver (not Ray) resubmits its shard after giving it weights
@@ -211,6 +210,30 @@ class Driver:
             self.sync([self.rollouts[i]])  # a restarted engine holds the SFT weights
 
         return [grp for part in self.rollouts.call("generate", calls, on_restart=restarted) for grp in part]
+
+    def engine_validation(self, val, k: int, ctx: ContextConfig, extra_beams: int = 20) -> np.ndarray:
+        """Per validation user, FHR@k of the current policy, ranked on the rollout engines: a constrained beam of
+        k + extra_beams codes per prompt (the weights are already there), the user's context items removed."""
+        from evaluation.metrics import any_hit
+
+        t = val.test
+        prompts = [build_context(t["context_items"].iat[r], t["context_fb"].iat[r], t["context_ts"].iat[r],
+                                 int(t["t_cut"].iat[r]), self.index.sid, ctx) for r in range(len(t))]
+        p_ids = self.tok(prompts, add_special_tokens=False)["input_ids"]
+        beam = SamplingConfig(n=k + extra_beams, temperature=1.0, max_tokens=self.cfg.grpo.sampling.max_tokens,
+                              mode="beam")
+        shards = np.array_split(np.arange(len(p_ids)), len(self.rollouts))
+        calls = [([p_ids[j] for j in s], beam) if len(s) else None for s in shards]
+        groups = [grp for part in self.rollouts.call("generate", calls) for grp in part]
+        topk = np.full((len(t), k), -1, dtype=np.int64)
+        for r, grp in enumerate(groups):
+            seen = set(t["context_items"].iat[r].tolist())
+            codes = (self.tmap.decode(c.token_ids) for c in grp)
+            items = [i for i in (self.index.trie.item(c) if c is not None else None for c in codes)
+                     if i is not None and i not in seen]
+            items = list(dict.fromkeys(items))[:k]  # a short trie repeats its last code: keep each item once
+            topk[r, :len(items)] = items
+        return any_hit(topk, t["future_neg"].to_list()).astype(np.float64)
 
     def _learners(self, method: str, args: list) -> list:
         """`method` on every learner rank. A lost rank ends the call at once (the others may be blocked in a

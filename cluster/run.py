@@ -107,7 +107,7 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
                  len(examples), n0, len(val.test))
     gt = build_ground_truth(examples, split, cfg.grpo.reward.swing_n)
 
-    def validate(model_dir: Path) -> np.ndarray:
+    def validate_in_driver(model_dir: Path) -> np.ndarray:
         m = ModelMethod(checkpoint=str(model_dir), sid_dir=str(sid_dir))
         return evaluate(m, val, k=cfg.k, batch_size=32, progress=False)["per_user"][f"FHR@{cfg.k}"]
 
@@ -126,6 +126,11 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
     mlog = MetricsLog(run / "grpo", append=resume)
     try:
         driver = Driver(cfg, examples, gt, index, str(sft_dir), str(sid_dir), mlog)
+        if cfg.grpo.validate_on == "engines":
+            def validate(model_dir: Path) -> np.ndarray:  # the engines hold the weights just saved
+                return driver.engine_validation(val, cfg.k, cfg.sft.context)
+        else:
+            validate = validate_in_driver
         records = driver.run(validate, resume=resume)
         if records is None:
             return None, []

@@ -49,6 +49,11 @@ class GRPOConfig:
     from training data (0 = all). With `val_holdout` their last windows leave GRPO's training data, so
     the sample is a trade: on MovieLens-100k, where users rate in bursts, holding out all 629 would
     remove 84 % of the examples; 200 remove about a quarter."""
+    validate_on: str = "driver"
+    """Where the curriculum's validation runs: 'driver' (the saved weights reloaded, HF trie beam search on the
+    driver: the final evaluation's exact ranking) or 'engines' (the rollout engines' constrained beam search on
+    the weights they already hold: no reload, on the GPUs; it ranks by per-level renormalised log-probs, so
+    its figures differ slightly from the evaluation's, which a paired stage-vs-stage rule tolerates)."""
     val_holdout: bool = True
     """GRPO trains only on examples whose future window ends before the validation cutoff of a validation
     user, so validation measures what GRPO generalises, not what it saw (SFT still saw those windows)."""
@@ -125,6 +130,9 @@ def validate(cfg: RunConfig) -> None:
          f"grpo.sampling.n={g.sampling.n} beam groups need rollout.max_logprobs ≥ {g.sampling.n}"),
         (g.learner.lr > 0 and g.learner.micro_batch >= 1, "grpo.learner.lr must be > 0 and micro_batch ≥ 1"),
         (g.val_users >= 0, f"grpo.val_users={g.val_users} must be ≥ 0 (0 = all)"),
+        (g.validate_on in ("driver", "engines"), f"grpo.validate_on={g.validate_on!r} must be 'driver' or 'engines'"),
+        (g.validate_on != "engines" or cfg.k + 20 <= cfg.rollout.max_logprobs,
+         f"grpo.validate_on=engines ranks K + 20 = {cfg.k + 20} beams: raise rollout.max_logprobs"),
         (cfg.k >= 1, f"k={cfg.k} must be ≥ 1"),
         (0 < sp.context_frac < 1, f"split.context_frac={sp.context_frac} must lie strictly between 0 and 1"),
         (sp.horizon_days > 0, f"split.horizon_days={sp.horizon_days} must be > 0"),

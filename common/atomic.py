@@ -8,6 +8,11 @@ import tempfile
 from pathlib import Path
 
 
+def write_atomic(path, write) -> Path:
+    """`write(tmp_path)` into a temp file beside `path`, then rename it into place (any writer: safetensors, …)."""
+    return _atomic(Path(path), write)
+
+
 def _atomic(path: Path, write) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

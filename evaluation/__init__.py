@@ -1,5 +1,5 @@
 """Evaluation: the ruler.
 
 Metrics (HR@K, FHR@K, LUF@K, LIF@K, Candidate Acc., coverage) and the non-LLM baselines
-(pop, Swing on the negative graph, random) evaluated under the exact protocol of DESIGN.md §2.
+(pop, Swing on the negative graph, random) evaluated under the exact protocol of docs/EVALUATION.md.
 """

@@ -1,4 +1,4 @@
-"""Evaluate a method on a split: the exact protocol of DESIGN.md §2, one result.
+"""Evaluate a method on a split: the exact protocol of docs/EVALUATION.md, one result.
 
 The result holds the metrics and, under "per_user", each metric's value per test user (NaN outside
 its population), which the paired comparisons of evaluation/compare.py resample."""

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
+from common.registry import registrar
 from feedback.split import Split
 from feedback.swing import SwingConfig, swing_similarity
 
@@ -20,13 +21,7 @@ METHODS: dict[str, Callable[..., "Method"]] = {}
 LAZY = {"model": "evaluation.model_method"}  # registered on import (pulls in torch/transformers)
 
 
-def register_method(name: str):
-    def deco(cls):
-        METHODS[name] = cls
-        cls.name = name
-        return cls
-
-    return deco
+register_method = registrar(METHODS, "evaluation method", set_name=True)
 
 
 def get_method(name: str, **kwargs) -> "Method":

@@ -1,4 +1,4 @@
-"""Ranking metrics of DESIGN.md §2 as small pure functions over top-K lists and target sets.
+"""Ranking metrics of docs/EVALUATION.md as small pure functions over top-K lists and target sets.
 
 All take `topk`, an int array [N, K] of item indices (-1 pads a list shorter than K, e.g. a generated
 code that maps to no item: it can never hit), and per-user target arrays.

@@ -52,7 +52,7 @@ class ModelMethod(Method):
     """Where the model runs: 'auto' (the GPU when there is one), 'cpu', 'cuda', 'cuda:1', …"""
 
     def fit(self, split: Split) -> None:
-        from rollout.constrained import SidTokenMap
+        from sid.tokens import SidTokenMap
 
         self.split = split
         self.model, self.tok, self.index, card_ctx = load_model_dir(self.checkpoint, self.sid_dir, self.device)
@@ -94,7 +94,8 @@ class ModelMethod(Method):
 def alignment_accuracy(model, tok, index, split: Split, max_questions: int = 500, seed: int = 0) -> dict:
     """Held-out 4-choice questions from the evaluation window: a future negative of a test user vs three
     of that user's positives; the model's answer is the option whose SID it finds most likely."""
-    from rollout.constrained import SidTokenMap, code_logprobs
+    from rollout.constrained import code_logprobs
+    from sid.tokens import SidTokenMap
 
     rng = np.random.default_rng(seed)
     prompts, codes, truth = [], [], []

@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         gt = build_ground_truth(ex, split, cfg.gts_swing_n)
         ex = ex.assign(gts=[gt.gts(i) for i in range(len(gt))], fps=[gt.fps(i) for i in range(len(gt))])
         write_parquet_atomic(ex, out / "examples.parquet")
+        write_hf_dataset(out, {"train": split.train, "test": split.test, "examples": ex})
         write_json_atomic({"data": a.data, "config": to_dict(cfg), **split.describe(), "n_examples": len(ex)},
                           out / "split.json")
         print(f"wrote {out}: {len(split.train):,} training events, {len(split.test):,} test users, "
@@ -106,4 +107,19 @@ def fetch_command(a, p) -> int:
     folder = fetch(a.name, a.url, a.sha256)
     print(f"{a.name}: {folder}\ndata spec: {a.name}  (or {DATASETS[a.name].kind}:{folder})")
     return 0
+
+
+def write_hf_dataset(out: Path, frames: dict) -> None:
+    """The split as a Hugging Face `DatasetDict` in OUT/hf (`datasets.load_from_disk`), for training code that
+    reads datasets rather than Parquet; written beside and renamed into place, so it is whole or absent."""
+    import shutil
+
+    from datasets import Dataset, DatasetDict
+
+    tmp, final = out / ".hf.tmp", out / "hf"
+    shutil.rmtree(tmp, ignore_errors=True)
+    DatasetDict({k: Dataset.from_pandas(v.reset_index(drop=True), preserve_index=False)
+                 for k, v in frames.items()}).save_to_disk(str(tmp))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
 

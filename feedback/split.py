@@ -1,4 +1,4 @@
-"""Train/evaluation splits and their labels, exactly as DESIGN.md §2 fixes them.
+"""Train/evaluation splits and their labels, exactly as docs/EVALUATION.md fixes them.
 
 Per-user split (default): a user's events, sorted by (timestamp, item id), are cut at position
 floor(context_frac · n); the events before it are the context (the only training data), and the

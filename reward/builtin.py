@@ -12,18 +12,14 @@ from typing import Callable
 
 import numpy as np
 
+from common.registry import registrar
 from reward.ground_truth import GroundTruth
 from reward.similarity import CodebookSpace
 
 REWARDS: dict[str, Callable[..., dict]] = {}
 
 
-def register_reward(name: str):
-    def deco(fn):
-        REWARDS[name] = fn
-        return fn
-
-    return deco
+register_reward = registrar(REWARDS, "reward")
 
 
 @dataclass

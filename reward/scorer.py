@@ -17,7 +17,7 @@ from reward.builtin import REWARDS, RewardBatch
 from reward.ground_truth import GroundTruth
 from reward.plugins import FAILURES, Plugin
 from reward.similarity import CodebookSpace
-from sid.vocab import LETTERS, code_to_str, str_to_code
+from sid.vocab import code_to_str, str_to_code
 
 
 @dataclass
@@ -56,7 +56,8 @@ class RewardConfig:
 
 class RewardScorer:
     def __init__(self, cfg: RewardConfig, gt: GroundTruth, index, token_to_code: np.ndarray | None = None):
-        """`index`: a `sid.index.SidIndex`. `token_to_code[token_id]` = (level, value) or (-1, -1)."""
+        """`index`: a `sid.index.SidIndex`. `token_to_code[token_id]` = (level, value) or (-1, -1), from
+        `sid.tokens.SidTokenMap.table`."""
         self.cfg, self.gt, self.index = cfg, gt, index
         self.space = CodebookSpace.from_index(index)
         self.levels = index.levels
@@ -164,14 +165,3 @@ class RewardScorer:
         s = self.index.sid
         return {"gts": [s(i) for i in self.gt.gts(sample_id)], "fps": [s(i) for i in self.gt.fps(sample_id)],
                 "next_negative": s(int(self.gt.next_negative[sample_id]))}
-
-
-def token_to_code_table(tokenizer, level_sizes: list[int]) -> np.ndarray:
-    """[vocab, 2] table: SID token id → (level, value); every other token → (-1, -1)."""
-    table = np.full((len(tokenizer), 2), -1, dtype=np.int64)
-    for lvl, k in enumerate(level_sizes):
-        for v in range(k):
-            tid = tokenizer.convert_tokens_to_ids(f"<{LETTERS[lvl]}_{v}>")
-            if tid is not None and tid != tokenizer.unk_token_id and tid >= 0:
-                table[tid] = (lvl, v)
-    return table

@@ -11,8 +11,9 @@ import time
 
 import torch
 
-from rollout.constrained import SidTokenMap, TrieLogitsProcessor
+from rollout.constrained import TrieLogitsProcessor
 from rollout.engine import Completion, EngineConfig, RolloutEngine, SamplingConfig, prompt_ids
+from sid.tokens import SidTokenMap
 
 
 class HFEngine(RolloutEngine):

@@ -27,9 +27,9 @@ class VllmEngine(RolloutEngine):
         import vllm
         from transformers import AutoTokenizer
 
-        from rollout.constrained import SidTokenMap
         from rollout.vllm_trie import SidTrieLogitsProcessor
         from sid.index import SidIndex
+        from sid.tokens import SidTokenMap
 
         self.sid_dir = str(sid_dir)
         _quiet_rotary_reload_warning()

@@ -28,8 +28,8 @@ class SidTrieLogitsProcessor(LogitsProcessor):
         if sid_dir not in self._tables:
             from transformers import AutoTokenizer
 
-            from rollout.constrained import SidTokenMap
             from sid.index import SidIndex
+            from sid.tokens import SidTokenMap
 
             index = SidIndex.load(sid_dir)
             tok = AutoTokenizer.from_pretrained(self.tokenizer_path)

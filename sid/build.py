@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.atomic import write_json_atomic, write_parquet_atomic
+from common.atomic import write_atomic, write_json_atomic, write_parquet_atomic
 from common.config import build, to_dict
 from sid.collisions import count_collisions, resolve
 from sid.encode import EncoderConfig, encode_items
@@ -80,10 +80,9 @@ def build_sids(items: pd.DataFrame, category_columns: list[str], cfg: SidConfig,
     before = count_collisions(raw)
     codes, method = resolve(raw, last_res, cb[-1], cfg.collisions)
     after = count_collisions(codes)
-    with torch.no_grad():
-        zq = torch.from_numpy(SidIndex(items["item_id"].to_numpy(), codes, cb).item_embeddings)
-        mse = float(((model.decoder(zq) - X) ** 2).mean())
     index = SidIndex(items["item_id"].to_numpy(), codes, cb)
+    with torch.no_grad():
+        mse = float(((model.decoder(torch.from_numpy(index.item_embeddings)) - X) ** 2).mean())
     util, perp = level_stats(codes, index.level_sizes)
     report = {
         "n_items": int(len(items)),
@@ -114,12 +113,9 @@ def build_sids(items: pd.DataFrame, category_columns: list[str], cfg: SidConfig,
         table = pd.DataFrame({"item_id": items["item_id"].to_numpy(), "item_index": np.arange(len(items)),
                               "code": list(codes), "sid": [code_to_str(c) for c in codes]})
         write_parquet_atomic(table, o / "sids.parquet")
-        tmp = o / ".codebooks.safetensors.tmp"
-        save_file({"codebooks": cb}, str(tmp))
-        tmp.replace(o / "codebooks.safetensors")
-        tmp = o / ".rqvae.safetensors.tmp"
-        save_file({k: v.detach().numpy().copy() for k, v in model.state_dict().items()}, str(tmp))
-        tmp.replace(o / "rqvae.safetensors")
+        write_atomic(o / "codebooks.safetensors", lambda tmp: save_file({"codebooks": cb}, tmp))
+        weights = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+        write_atomic(o / "rqvae.safetensors", lambda tmp: save_file(weights, tmp))
         write_vocab(o / "vocab.json", index)
         write_json_atomic({"history": history}, o / "train_history.json")
         write_json_atomic(report, o / "report.json")  # last: its presence marks a complete folder

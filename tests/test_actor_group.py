@@ -77,3 +77,17 @@ def test_method_errors_surface_and_deadlines_hold(ray_local):
         g.call("work", [(1,), (-1,)])
     with pytest.raises(ray.exceptions.GetTimeoutError, match="not done within 0.5s"):
         g.call("work", [(1, "", 5.0), (2,)], timeout_s=0.5)
+
+
+def test_gcs_view_of_actors(ray_local):
+    """The driver asks the GCS which actors are alive through Ray's private state API (cluster/driver.py,
+    _not_alive); this fails loudly if a Ray upgrade moves or changes it."""
+    import ray
+
+    from cluster.driver import _not_alive
+
+    ws = _workers(ray_local, 2, 0)
+    ray.get([w.ready.remote() for w in ws])
+    assert _not_alive(ws, grace_s=0.0) == []
+    ray.kill(ws[1], no_restart=True)
+    assert _not_alive(ws, grace_s=10.0) == [1]

@@ -1,4 +1,4 @@
-"""Baselines under the protocol: the reference figures of DESIGN.md §2 on MovieLens-100k."""
+"""Baselines under the protocol: the reference figures of docs/EVALUATION.md on MovieLens-100k."""
 
 import json
 import subprocess

@@ -47,7 +47,7 @@ def test_constrained_logprobs_by_hand():
 
 
 def test_allowed_mask_follows_the_trie():
-    from rollout.constrained import SidTokenMap
+    from sid.tokens import SidTokenMap
     from sid.vocab import SidTrie
 
     class Map(SidTokenMap):  # tokens: <a_v> = 10 + v, <b_v> = 20 + v, eos = 1 (no tokenizer needed)

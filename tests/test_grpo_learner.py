@@ -23,7 +23,8 @@ from trainer.prompts import ContextConfig, build_context
 from trainer.grpo_learner import GRPOLearner, LearnerConfig
 from trainer.batch import StepBatch
 from trainer.grpo_algo import AlgoConfig
-from rollout.constrained import SidTokenMap, trie_beam_search
+from rollout.constrained import trie_beam_search
+from sid.tokens import SidTokenMap
 from trainer.sft import _env_single_rank
 
 work, data_spec, vocab = sys.argv[1], sys.argv[2], int(sys.argv[3])

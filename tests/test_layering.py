@@ -38,3 +38,16 @@ def test_nothing_imports_a_cli_module():
              if isinstance(node, ast.ImportFrom) and (node.module or "").endswith(".cli")]
     assert not users, users
 
+
+
+def test_registries_refuse_a_second_object_under_one_name():
+    import pytest
+
+    from common.registry import registrar
+
+    table = {}
+    register = registrar(table, "reward")
+    register("hit")(len)
+    register("hit")(len)  # the same object again (a re-import): fine
+    with pytest.raises(ValueError, match="reward 'hit' is already registered"):
+        register("hit")(max)

@@ -51,14 +51,15 @@ def test_conrec_run_tiny(tmp_path):
 
 def test_conrec_run_stops_and_resumes_grpo(tmp_path):
     """A GRPO phase stopped mid-stage by its step budget continues with --resume; its newest checkpoint,
-    corrupted meanwhile, is detected and the previous one used."""
+    corrupted meanwhile, is detected and the previous one used. The curriculum validates on the rollout
+    engines here (grpo.validate_on=engines)."""
     run = tmp_path / "run"
     base = [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"), f"run_dir={run}",
             "data=synthetic:users=120,items=100,days=30,seed=1", "sid.encoder.text_encoder=hashing",
             "sid.rqvae.epochs=10", "sid.rqvae.codebook_size=16", "sft.epochs=1", "sft.model.tiny.hidden_size=64",
             "sft.model.tiny.num_hidden_layers=1", "sft.model.tiny.num_attention_heads=2",
             "sft.model.tiny.num_key_value_heads=2", "grpo.val_users=20", "grpo.prompts_per_step=4",
-            "topology.rollout_actors=1", "topology.learner_ranks=2",
+            "topology.rollout_actors=1", "topology.learner_ranks=2", "grpo.validate_on=engines",
             "curriculum.stages=[{name: neg_all, context_mode: neg_all, steps: 2},"
             "{name: neg_pos, context_mode: neg_pos, steps: 2}]"]
     first = subprocess.run(base + ["grpo.max_total_steps=3"], cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -79,6 +80,8 @@ def test_conrec_run_stops_and_resumes_grpo(tmp_path):
     assert steps == [1, 2, 3, 4]  # the log continues: step 4 is the resumed stage's last step
     rep = json.loads((run / "report.json").read_text())
     assert [s["stage"] for s in rep["curriculum"]] [:2] == ["start", "neg_all"] and rep["curriculum"][-1]["step"] == 4
+    assert all(0.0 <= s["val"] <= 1.0 for s in rep["curriculum"])  # FHR@20 of the 20 users, from the engines
+    assert "conrec" in rep["results"]  # the final evaluation is the driver's, the exact protocol
 
 
 def test_conrec_run_seeds_share_sids_and_report_cis(tmp_path):

@@ -61,8 +61,9 @@ def test_constrained_decoding_only_emits_catalogue_codes(tmp_path, sid_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
 
-    from rollout.constrained import SidTokenMap, TrieLogitsProcessor, code_logprobs, sequence_logprobs, trie_beam_search
+    from rollout.constrained import TrieLogitsProcessor, code_logprobs, sequence_logprobs, trie_beam_search
     from sid.index import SidIndex
+    from sid.tokens import SidTokenMap
 
     sft(tmp_path / "c", sid_dir, "max_steps=1")
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "c" / "final", dtype=torch.float32).eval()

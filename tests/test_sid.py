@@ -154,3 +154,16 @@ def test_movielens_sids_real_encoder(ml100k, tmp_path):
     assert rep["input"] == {"text:minilm": 384, "categorical:genres": 19}
     assert rep["coherence"]["same_code_pairs"] > rep["coherence"]["random_pairs"] + 0.2
     assert min(rep["utilization"]) > 0.5
+
+
+def test_sid_token_map_and_its_table_agree():
+    from sid.tokens import SidTokenMap
+    from trainer.models import build_tokenizer
+
+    tok = build_tokenizer(["user disliked"], ["<a_0>", "<a_1>", "<b_0>", "<b_1>", "<b_2>"], vocab_size=300)
+    m = SidTokenMap(tok, [2, 3])
+    table = m.table(len(tok))
+    assert [tuple(table[t]) for t in m.ids[1]] == [(1, 0), (1, 1), (1, 2)]
+    assert (table[:, 0] >= 0).sum() == 5  # only the SID tokens map
+    ids = [int(m.ids[0][1]), int(m.ids[1][2]), m.eos]
+    assert m.decode(ids) == (1, 2) and m.prefix(ids[:1]) == (1,)

@@ -124,3 +124,16 @@ def test_validation_run_never_reads_the_test_windows():
     for _, r in tune.test.iterrows():
         assert r["t_cut"] <= last_train[r["user_id"]]
     assert "[validation]" in tune.data.name
+
+
+def test_data_split_cli_writes_parquet_and_a_datasetdict(tmp_path):
+    import datasets
+
+    from cluster.cli import main as conrec
+
+    assert conrec(["data", "split", "--data", "synthetic:users=60,items=60,days=20,seed=1", "--out",
+                   str(tmp_path / "s")]) == 0
+    dd = datasets.load_from_disk(str(tmp_path / "s" / "hf"))
+    assert set(dd) == {"train", "test", "examples"}
+    for name in ("train", "test", "examples"):
+        assert dd[name].num_rows == len(pd.read_parquet(tmp_path / "s" / f"{name}.parquet"))

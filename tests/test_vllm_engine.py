@@ -19,7 +19,7 @@ from sid.rqvae import RQVAEConfig
 from trainer.models import TinyModelConfig, build_tiny_qwen2, build_tokenizer
 from rollout.engine import EngineConfig, SamplingConfig
 from rollout.vllm_engine import VllmEngine
-from rollout.constrained import SidTokenMap
+from sid.tokens import SidTokenMap
 
 work = sys.argv[1]
 data = load("synthetic:users=40,items=60,days=10,seed=2")

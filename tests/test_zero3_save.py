@@ -23,7 +23,7 @@ from trainer.models import TinyModelConfig, build_tiny_qwen2, build_tokenizer
 from trainer.grpo_learner import GRPOLearner, LearnerConfig
 from trainer.grpo_algo import AlgoConfig
 from trainer.batch import StepBatch
-from rollout.constrained import SidTokenMap
+from sid.tokens import SidTokenMap
 
 work, rank = sys.argv[1], int(os.environ["RANK"])
 data = load("synthetic:users=30,items=30,days=10,seed=4")

@@ -15,15 +15,12 @@ from typing import Callable
 
 import numpy as np
 
+from common.registry import registrar
+
 CURRICULA: dict[str, Callable] = {}
 
 
-def register_curriculum(name: str):
-    def deco(cls):
-        CURRICULA[name] = cls
-        return cls
-
-    return deco
+register_curriculum = registrar(CURRICULA, "curriculum")
 
 
 @dataclass

@@ -46,8 +46,8 @@ class GRPOLearner:
         import deepspeed
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from rollout.constrained import SidTokenMap
         from sid.index import SidIndex
+        from sid.tokens import SidTokenMap
         from trainer.distributed import ds_config, init_distributed
 
         self.rank, self.world = init_distributed()

@@ -119,7 +119,7 @@ def check_model_dir(model_dir, level_sizes: list[int]) -> None:
     """Before a run starts actors on `model_dir`: its tokenizer fits its weights and holds the SID tokens."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from rollout.constrained import SidTokenMap
+    from sid.tokens import SidTokenMap
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     check_tokenizer_fits(tok, AutoConfig.from_pretrained(model_dir).vocab_size, str(model_dir))

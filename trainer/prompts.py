@@ -12,6 +12,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from common.registry import registrar
+
 DAY = 86_400
 TEMPLATE_WORDS = ("user disliked liked recently next dislike item title which one did the user mark not "
                   "interested bought other three answer options a b c d").split()
@@ -59,12 +61,7 @@ def build_context(ctx_items: np.ndarray, ctx_fb: np.ndarray, ctx_ts: np.ndarray,
 TASKS: dict[str, Callable[..., Iterator[tuple[str, str]]]] = {}
 
 
-def register_task(name: str):
-    def deco(fn):
-        TASKS[name] = fn
-        return fn
-
-    return deco
+register_task = registrar(TASKS, "SFT task")
 
 
 @register_task("sid2title")
