@@ -14,11 +14,18 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.stack
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]
-    except FileNotFoundError:
-        return []
+def _sft_processes(run) -> list[int]:
+    """PIDs of the run's SFT process (its command line names RUN/sft/sft.yaml)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                cmd = open(f"/proc/{d}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "trainer.sft" in cmd and str(run / "sft" / "sft.yaml") in cmd:
+                out.append(int(d))
+    return out
 
 
 def _alive(pid: int) -> bool:
@@ -34,7 +41,7 @@ def test_interrupt_during_sft(tmp_path, how, code):
     run, err = tmp_path / "run", tmp_path / "stderr.txt"
     args = [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"),
             f"run_dir={run}", "data=synthetic:users=60,items=60,days=20,seed=1", "sid.encoder.text_encoder=hashing",
-            "sid.rqvae.epochs=5", "sid.rqvae.codebook_size=8", "sft.epochs=500", "sft.model.tiny.hidden_size=64",
+            "sid.rqvae.epochs=5", "sid.rqvae.codebook_size=8", "sft.epochs=100000", "sft.model.tiny.hidden_size=64",
             "sft.model.tiny.num_hidden_layers=1", "sft.model.tiny.num_attention_heads=2",
             "sft.model.tiny.num_key_value_heads=2"]
     with open(err, "w") as f:
@@ -43,7 +50,7 @@ def test_interrupt_during_sft(tmp_path, how, code):
         deadline, sft, log = time.monotonic() + 300, [], run / "sft" / "metrics.jsonl"
         while time.monotonic() < deadline:  # the SFT child is up and has taken training steps
             time.sleep(1)
-            sft = _children(proc.pid)
+            sft = _sft_processes(run)
             if sft and log.exists() and log.read_text().count("\n") >= 2:
                 break
         assert sft and log.exists(), err.read_text()[-3000:]
