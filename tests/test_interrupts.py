@@ -45,7 +45,10 @@ def test_interrupt_during_sft(tmp_path, how, code):
             "sft.model.tiny.num_hidden_layers=1", "sft.model.tiny.num_attention_heads=2",
             "sft.model.tiny.num_key_value_heads=2"]
     with open(err, "w") as f:
-        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=f, start_new_session=True)
+        # SIGINT back to its default: a shell that started these tests in the background (CI, nohup … &)
+        # leaves it ignored, and an ignored disposition is inherited through exec
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=f, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline, sft, log = time.monotonic() + 300, [], run / "sft" / "metrics.jsonl"
         while time.monotonic() < deadline:  # the SFT child is up and has taken training steps
