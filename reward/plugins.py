@@ -83,7 +83,6 @@ class Plugin:
         self.batched, self.timeout_s, self.on_error = batched, timeout_s, on_error
         self.fallback, self.max_concurrency = fallback, max_concurrency
         self.is_async = inspect.iscoroutinefunction(self.fn)
-        self.abandoned = 0  # sync calls left running past their timeout, over the plug-in's life
 
     # ------------------------------------------------------------------ calling
     def __call__(self, sample_ids, data_source: str, solution_strs: list, ground_truths: list,
@@ -184,7 +183,6 @@ class Plugin:
                     errors[i] = ("timeout", why + " (call abandoned)")
                 for i in waiting:
                     errors[i] = ("timeout", why + " (never started)")
-                self.abandoned += len(running)
                 break
 
     # ------------------------------------------------------------------ checking

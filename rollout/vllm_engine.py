@@ -42,8 +42,7 @@ class VllmEngine(RolloutEngine):
         self.max_logprobs = cfg.max_logprobs
         self._vllm = vllm
         self.tok = AutoTokenizer.from_pretrained(str(model_dir))
-        self.index = SidIndex.load(self.sid_dir)
-        self.tmap = SidTokenMap(self.tok, self.index.level_sizes)
+        self.tmap = SidTokenMap(self.tok, SidIndex.load(self.sid_dir).level_sizes)
 
     def generate(self, prompts: list, cfg: SamplingConfig) -> list[list[Completion]]:
         from vllm.inputs import TokensPrompt
