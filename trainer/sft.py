@@ -106,6 +106,10 @@ class SFTData:
         p = p[-(max_len - len(t)):]  # keep the end of the prompt (the newest context)
         return p + t, len(p)
 
+    def epoch_size(self, weights: dict) -> int:
+        """Pairs per epoch under `weights` (the same for every epoch)."""
+        return sum(int(round(w * len(self.train[t]))) for t, w in weights.items() if self.train.get(t) and w > 0)
+
     def epoch(self, weights: dict, epoch: int, seed: int) -> list:
         rng = random.Random(seed * 100_003 + epoch)
         out = []
@@ -327,10 +331,8 @@ def scaled_budget(cfg: SFTConfig, n_items: int) -> SFTConfig:
 
 def total_steps(cfg: SFTConfig, sft: SFTData, world: int) -> int:
     """Optimizer steps the run will take (what the schedule decays over): the same count the loop makes."""
-    steps = 0
-    for epoch in range(cfg.epochs):
-        n = len(sft.epoch(cfg.tasks, epoch, cfg.seed)[0::world])  # rank 0's share; every rank has ≥ its batches
-        steps += (n // cfg.micro_batch) // cfg.grad_accum
+    mine = -(-sft.epoch_size(cfg.tasks) // world)  # rank 0's share of an epoch (the loop's order[rank::world])
+    steps = cfg.epochs * ((mine // cfg.micro_batch) // cfg.grad_accum)
     return min(steps, cfg.max_steps) if cfg.max_steps else steps
 
 
