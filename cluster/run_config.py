@@ -138,10 +138,7 @@ def validate(cfg: RunConfig) -> None:
         (g.validate_on != "engines" or cfg.k + 20 <= cfg.rollout.max_logprobs,
          f"grpo.validate_on=engines ranks K + 20 = {cfg.k + 20} beams: raise rollout.max_logprobs"),
         (cfg.k >= 1, f"k={cfg.k} must be ≥ 1"),
-        (0 < sp.context_frac < 1, f"split.context_frac={sp.context_frac} must lie strictly between 0 and 1"),
-        (sp.horizon_days > 0, f"split.horizon_days={sp.horizon_days} must be > 0"),
-        (sp.n_candidates >= 1, f"split.n_candidates={sp.n_candidates} must be ≥ 1"),
-        (sp.method in ("per_user", "global"), f"split.method={sp.method!r} must be 'per_user' or 'global'"),
+        *((False, msg) for msg in sp.problems()),
         (cfg.curriculum.name in CURRICULA, f"curriculum.name={cfg.curriculum.name!r}; registered: {sorted(CURRICULA)}"),
     ]
     for i, st in enumerate(cfg.curriculum.stages):

@@ -42,13 +42,18 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown method {a.method!r}; choose from {sorted(set(METHODS) | set(LAZY))}")
     if a.k <= 0:
         p.error("--k must be positive")
+    if cfg.split.problems():
+        raise ValueError("; ".join(cfg.split.problems()))
 
     from evaluation.evaluate import evaluate, one_line
     from evaluation.methods import get_method
     from feedback.loaders import load
     from feedback.split import make_split
 
-    split = make_split(load(a.data), cfg.split)
+    data = load(a.data)
+    if a.k > len(data.items):
+        raise ValueError(f"--k {a.k} is larger than the catalogue of {a.data} ({len(data.items)} items): lower --k")
+    split = make_split(data, cfg.split)
     kwargs = {"swing": cfg.swing} if a.method == "swing" else {"seed": cfg.seed} if a.method == "random" else {}
     if a.method == "model":
         if not a.checkpoint:

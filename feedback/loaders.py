@@ -2,21 +2,23 @@
 
 Spec forms (options after the path, comma-separated `key=value`):
 
-    movielens-100k:PATH[,neg=2,pos=4]     folder with u.data and u.item (Latin-1)
-    movielens-1m:PATH[,neg=2,pos=4]       folder with ratings.dat and movies.dat (`::`-separated, Latin-1)
-    movielens-csv:PATH[,neg=2,pos=4]      folder with ratings.csv and movies.csv (ml-latest-small, ml-25m)
+    movielens-100k:PATH[,neg=2,pos=4,scale=1-5]     folder with u.data and u.item (Latin-1)
+    movielens-1m:PATH[,neg=2,pos=4,scale=1-5]       folder with ratings.dat and movies.dat (`::`-separated)
+    movielens-csv:PATH[,neg=2,pos=4,scale=0.5-5]    folder with ratings.csv and movies.csv (ml-latest-small)
     kuairand:PATH[,logs=standard]         KuaiRand-Pure/1K `data` folder: is_hate = negative (see load_kuairand)
     parquet:PATH                          folder with events.parquet, items.parquet[, truth.parquet]
     synthetic:users=N,items=N,days=N,seed=N[,other SimConfig fields]
     NAME[,options]                        a public dataset by name (feedback/fetch.py: movielens-100k,
                                           movielens-1m, ml-latest-small, kuairand-pure), fetched once
 
-Ratings map to feedback as rating <= neg → negative, rating >= pos → positive, else neutral.
+Ratings map to feedback as rating <= neg → negative, rating >= pos → positive, else neutral; a rating
+outside `scale` (or empty, or not a number) is an error naming its file line.
 Validation repairs (see `ValidationOptions`) are spec options too, e.g. `parquet:DIR,on_duplicate=drop`.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -54,9 +56,42 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict[str, str]]:
     return kind, path, opts
 
 
+REPAIRS = {"on_duplicate": ("error", "drop"), "on_unknown_item": ("error", "drop"), "on_empty_title": ("error", "fill")}
+
+
 def _take_validation_opts(opts: dict[str, str]) -> ValidationOptions:
     names = {f.name for f in fields(ValidationOptions)}
-    return ValidationOptions(**{k: opts.pop(k) for k in list(opts) if k in names})
+    took = {k: opts.pop(k) for k in list(opts) if k in names}
+    for k, v in took.items():
+        if v not in REPAIRS[k]:
+            raise ValueError(f"data spec option {k}={v!r}: choose one of {', '.join(REPAIRS[k])}")
+    return ValidationOptions(**took)
+
+
+def _scale(opts: dict[str, str], default: tuple[float, float]) -> tuple[float, float]:
+    """The rating scale LO-HI (spec option scale=, e.g. scale=0.5-5); ratings outside it are errors."""
+    if "scale" not in opts:
+        return default
+    text = opts.pop("scale")
+    m = re.fullmatch(r"\s*(-?\d+(?:\.\d*)?)\s*-\s*(-?\d+(?:\.\d*)?)\s*", text)
+    if not m:
+        raise ValueError(f"data spec option scale={text!r}: write LO-HI, e.g. scale=1-5")
+    lo, hi = float(m[1]), float(m[2])
+    if not lo < hi:
+        raise ValueError(f"data spec option scale={text!r}: LO must be below HI")
+    return lo, hi
+
+
+def _check_scale(rating: pd.Series, scale: tuple[float, float], source: Path, header_lines: int) -> None:
+    """Ratings outside the scale (0, 6, −1 on a 1–5 scale) would silently map to negative or positive."""
+    lo, hi = scale
+    out = np.flatnonzero(((rating < lo) | (rating > hi)).to_numpy())
+    if len(out):
+        r = int(out[0])
+        raise DataValidationError(str(source), f"line {r + header_lines + 1}: rating {rating.iloc[r]:g} is outside "
+                                  f"the scale {lo:g}–{hi:g} ({len(out)} such line(s))",
+                                  "correct or remove those lines, or give the data's scale as a spec option "
+                                  "(e.g. scale=0-10)")
 
 
 def _ratings_to_feedback(rating: pd.Series, neg: float, pos: float) -> pd.Series:
@@ -86,11 +121,21 @@ def _require(path: Path, names: list[str], kind: str) -> None:
         raise FileNotFoundError(f"{kind}: {path} lacks {', '.join(missing)} (expected {', '.join(names)})")
 
 
-def _finish(name, events, items, opts, vopts, report, categories, truth=None) -> FeedbackData:
+def _finish(name, events, items, opts, vopts, report, categories, truth=None, items_source: str = "",
+            header_lines: tuple[int | None, int | None] = (None, None)) -> FeedbackData:
+    """Validate both tables. Errors name the file each table came from (`report.source` for the events,
+    `items_source` for the items) and, for a line-per-record file, the line: `header_lines` holds the lines
+    before the first record of (events, items), None where rows are not file lines."""
     if opts:
         raise ValueError(f"data spec {name!r}: unknown option(s) {sorted(opts)}")
-    items = validate_items(items, report.source + " (items)", vopts, report)
-    events = validate_events(events, report.source + " (events)", items, vopts, report)
+    try:
+        items = validate_items(items, items_source or report.source + " (items)", vopts, report)
+    except DataValidationError as e:
+        raise e.in_file(e.source, header_lines[1]) from None
+    try:
+        events = validate_events(events, report.source, items, vopts, report)
+    except DataValidationError as e:
+        raise e.in_file(e.source, header_lines[0]) from None
     return FeedbackData(name=name, events=events, items=items, report=report, category_columns=categories,
                         truth=truth)
 
@@ -100,8 +145,9 @@ def load_movielens_100k(path: str, opts: dict[str, str], spec: str) -> FeedbackD
     _require(root, ["u.data", "u.item"], "movielens-100k")
     neg, pos = float(opts.pop("neg", 2)), float(opts.pop("pos", 4))
     vopts = _take_validation_opts(opts)
-    raw = pd.read_csv(root / "u.data", sep="\t", header=None, names=["user_id", "item_id", "rating", "timestamp"],
-                      dtype={"user_id": np.int64, "item_id": np.int64, "rating": np.float64, "timestamp": np.int64})
+    scale = _scale(opts, (1, 5))
+    raw = _read_u_data(root / "u.data")
+    _check_scale(raw["rating"], scale, root / "u.data", 0)
     events = raw[["user_id", "item_id", "timestamp"]].copy()
     events["feedback"] = _ratings_to_feedback(raw["rating"], neg, pos)
     cols = ["item_id", "title", "release_date", "video_release_date", "url"] + [f"g{i}" for i in range(19)]
@@ -113,7 +159,37 @@ def load_movielens_100k(path: str, opts: dict[str, str], spec: str) -> FeedbackD
                           "genres": genres, "year": it["release_date"].fillna("").astype(str).str[-4:]})
     items["text"] = items["title"] + " " + items["genres"].str.replace("|", " ", regex=False)
     report = DataReport(source=str(root / "u.data"))
-    return _finish(spec, events, items, opts, vopts, report, ["genres"])
+    return _finish(spec, events, items, opts, vopts, report, ["genres"], items_source=str(root / "u.item"),
+                   header_lines=(0, 0))
+
+
+def _read_u_data(path: Path) -> pd.DataFrame:
+    """u.data: four tab-separated numbers per line; a bad line is an error naming its line."""
+    try:
+        raw = pd.read_csv(path, sep="\t", header=None, names=["user_id", "item_id", "rating", "timestamp"],
+                          dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as e:  # e.g. an extra field: pandas names the line
+        raise DataValidationError(str(path), f"not four tab-separated fields per line ({_parser_detail(e)})",
+                                  "each line must be user_id, item_id, rating, timestamp separated by tabs") from None
+    return _numeric_columns(raw, path, 0, "each line must be user_id, item_id, rating, timestamp: four numbers")
+
+
+def _parser_detail(e: Exception) -> str:
+    """pandas' tokenizer message without its preamble: 'Expected 4 fields in line 3, saw 5'."""
+    return str(e).strip().split(". ")[-1]
+
+
+def _numeric_columns(raw: pd.DataFrame, path: Path, header_lines: int, fix: str) -> pd.DataFrame:
+    """Every column as numbers (ids and timestamps as int64); the first bad field is an error naming its line."""
+    for col in raw.columns:
+        num = pd.to_numeric(raw[col], errors="coerce")
+        bad = np.flatnonzero(num.isna().to_numpy())
+        if len(bad):
+            r = int(bad[0])
+            raise DataValidationError(str(path), f"line {r + header_lines + 1}: {col} {raw[col].iloc[r]!r} is not a "
+                                      f"number ({len(bad)} such line(s))", fix)
+        raw[col] = num
+    return raw.astype({c: (np.float64 if c == "rating" else np.int64) for c in raw.columns})
 
 
 def load_movielens_1m(path: str, opts: dict[str, str], spec: str) -> FeedbackData:
@@ -121,12 +197,10 @@ def load_movielens_1m(path: str, opts: dict[str, str], spec: str) -> FeedbackDat
     _require(root, ["ratings.dat", "movies.dat"], "movielens-1m")
     neg, pos = float(opts.pop("neg", 2)), float(opts.pop("pos", 4))
     vopts = _take_validation_opts(opts)
-    raw = _read_dat(root / "ratings.dat", ["user_id", "item_id", "rating", "timestamp"])
-    try:
-        raw = raw.astype({"user_id": np.int64, "item_id": np.int64, "rating": np.float64, "timestamp": np.int64})
-    except ValueError as e:
-        raise DataValidationError(str(root / "ratings.dat"), f"a non-numeric field ({e})",
-                                  "each line must be UserID::MovieID::Rating::Timestamp, all numbers") from None
+    scale = _scale(opts, (1, 5))
+    raw = _numeric_columns(_read_dat(root / "ratings.dat", ["user_id", "item_id", "rating", "timestamp"]),
+                           root / "ratings.dat", 0, "each line must be UserID::MovieID::Rating::Timestamp, all numbers")
+    _check_scale(raw["rating"], scale, root / "ratings.dat", 0)
     events = raw[["user_id", "item_id", "timestamp"]].copy()
     events["feedback"] = _ratings_to_feedback(raw["rating"], neg, pos)
     mv = _read_dat(root / "movies.dat", ["item_id", "title", "genres"])
@@ -134,12 +208,13 @@ def load_movielens_1m(path: str, opts: dict[str, str], spec: str) -> FeedbackDat
                           "genres": mv["genres"].fillna("").astype(str)})
     items["text"] = items["title"] + " " + items["genres"].str.replace("|", " ", regex=False)
     report = DataReport(source=str(root / "ratings.dat"))
-    return _finish(spec, events, items, opts, vopts, report, ["genres"])
+    return _finish(spec, events, items, opts, vopts, report, ["genres"], items_source=str(root / "movies.dat"),
+                   header_lines=(0, 0))
 
 
 def _read_dat(path: Path, names: list[str]) -> pd.DataFrame:
     """MovieLens-1M's `::`-separated, Latin-1 files (titles may hold a single ':', never '::')."""
-    rows = [line.rstrip("\n").split("::") for line in path.read_text(encoding="latin-1").splitlines() if line]
+    rows = [line.split("::") for line in path.read_text(encoding="latin-1").splitlines()]  # row r = line r + 1
     bad = next((i for i, r in enumerate(rows) if len(r) != len(names)), None)
     if bad is not None:
         raise DataValidationError(str(path), f"line {bad + 1} has {len(rows[bad])} '::'-separated fields, "
@@ -192,8 +267,9 @@ def load_kuairand(path: str, opts: dict[str, str], spec: str) -> FeedbackData:
     items["text"] = items["title"]
     for c in cats:
         items["text"] = items["text"] + " " + c.replace("_", " ") + " " + items[c]
-    report = DataReport(source=str(files[0]))
-    return _finish(spec, events, items, opts, vopts, report, cats)
+    report = DataReport(source=str(files[0]) if len(files) == 1 else f"{root} (log_*.csv, concatenated)")
+    return _finish(spec, events, items, opts, vopts, report, cats, items_source=str(feats[0]) if len(feats) == 1
+                   else f"{root} (video_features_basic*.csv)", header_lines=(1 if len(files) == 1 else None, None))
 
 
 def load_movielens_csv(path: str, opts: dict[str, str], spec: str) -> FeedbackData:
@@ -201,12 +277,18 @@ def load_movielens_csv(path: str, opts: dict[str, str], spec: str) -> FeedbackDa
     _require(root, ["ratings.csv", "movies.csv"], "movielens-csv")
     neg, pos = float(opts.pop("neg", 2)), float(opts.pop("pos", 4))
     vopts = _take_validation_opts(opts)
-    raw = pd.read_csv(root / "ratings.csv")
+    scale = _scale(opts, (0.5, 5))
+    try:
+        raw = pd.read_csv(root / "ratings.csv")
+    except pd.errors.ParserError as e:  # e.g. an extra field: pandas names the line
+        raise DataValidationError(str(root / "ratings.csv"), f"not a CSV of four fields per line ({_parser_detail(e)})",
+                                  "each line must be userId,movieId,rating,timestamp") from None
     need = {"userId", "movieId", "rating", "timestamp"}
     if not need <= set(raw.columns):
         raise DataValidationError(str(root / "ratings.csv"), f"missing columns {sorted(need - set(raw.columns))}",
                                   "expected the MovieLens header userId,movieId,rating,timestamp")
     raw["rating"] = _numeric_ratings(raw["rating"], root / "ratings.csv")
+    _check_scale(raw["rating"], scale, root / "ratings.csv", 1)
     events = pd.DataFrame({"user_id": raw["userId"], "item_id": raw["movieId"], "timestamp": raw["timestamp"],
                            "feedback": _ratings_to_feedback(raw["rating"], neg, pos)})
     mv = pd.read_csv(root / "movies.csv")
@@ -215,7 +297,8 @@ def load_movielens_csv(path: str, opts: dict[str, str], spec: str) -> FeedbackDa
     items.loc[items["genres"] == "(no genres listed)", "genres"] = ""
     items["text"] = items["title"].astype(str) + " " + items["genres"].str.replace("|", " ", regex=False)
     report = DataReport(source=str(root / "ratings.csv"))
-    return _finish(spec, events, items, opts, vopts, report, ["genres"])
+    return _finish(spec, events, items, opts, vopts, report, ["genres"], items_source=str(root / "movies.csv"),
+                   header_lines=(1, 1))
 
 
 def load_parquet(path: str, opts: dict[str, str], spec: str) -> FeedbackData:
@@ -234,7 +317,7 @@ def load_parquet(path: str, opts: dict[str, str], spec: str) -> FeedbackData:
             (pd.api.types.is_string_dtype(items[c]) or items[c].dtype == object) and
             not isinstance(items[c].iloc[0] if len(items) else None, (list, np.ndarray))]
     report = DataReport(source=str(root / "events.parquet"))
-    return _finish(spec, events, items, opts, vopts, report, cats, truth)
+    return _finish(spec, events, items, opts, vopts, report, cats, truth, items_source=str(root / "items.parquet"))
 
 
 def load_synthetic(opts: dict[str, str], spec: str) -> FeedbackData:

@@ -28,10 +28,19 @@ TS_MIN, TS_MAX = 0, 4_102_444_800
 class DataValidationError(ValueError):
     """Bad input data: says where (file, column, row) and what to do."""
 
-    def __init__(self, source: str, problem: str, fix: str, column: str | None = None, row=None):
-        where = source + (f", column {column!r}" if column else "") + (f", row {row}" if row is not None else "")
+    def __init__(self, source: str, problem: str, fix: str, column: str | None = None, row=None,
+                 line: int | None = None):
+        where = source + (f", column {column!r}" if column else "")
+        where += f", line {line}" if line is not None else f", row {row}" if row is not None else ""
         super().__init__(f"{where}: {problem}. Fix: {fix}")
         self.source, self.column, self.row, self.problem, self.fix = source, column, row, problem, fix
+        self.line = line
+
+    def in_file(self, source: str, header_lines: int | None) -> "DataValidationError":
+        """The same error told against the file a loader read: `source`, and with `header_lines` (lines
+        before the first record) the 0-based table row becomes that file's line number."""
+        line = self.row + header_lines + 1 if header_lines is not None and self.row is not None else None
+        return DataValidationError(source, self.problem, self.fix, self.column, self.row, line)
 
 
 @dataclass
@@ -87,7 +96,10 @@ def _py(v):
 
 
 def _first_row(mask) -> int:
-    return int(np.flatnonzero(np.asarray(mask))[0])
+    """The first flagged row as the table's original 0-based row (the index label, which survives the rows
+    dropped before the check), so a file line can be told from it."""
+    pos = int(np.flatnonzero(np.asarray(mask))[0])
+    return int(mask.index[pos]) if isinstance(mask, pd.Series) else pos
 
 
 def _check_id_column(df: pd.DataFrame, col: str, source: str) -> None:
@@ -212,7 +224,7 @@ def validate_events(events: pd.DataFrame, source: str, items: pd.DataFrame | Non
             if opts.on_unknown_item != "drop":
                 r = _first_row(unk)
                 raise DataValidationError(source, f"{int(unk.sum())} event(s) name items absent from the item "
-                                          f"table, e.g. {_py(ev['item_id'].iloc[r])!r}",
+                                          f"table, e.g. {_py(ev['item_id'].loc[r])!r}",
                                           "add the items, or pass on_unknown_item='drop'", "item_id", r)
             ev = ev[~unk]
             report.dropped["events naming unknown items"] = int(unk.sum())

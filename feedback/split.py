@@ -45,6 +45,17 @@ class SplitConfig:
     the test users become the validation users carved from training data. A run tuned this way never
     reads the test split; `conrec run ... split.validation_run=true` is how hyperparameters are chosen."""
 
+    def problems(self) -> list[str]:
+        """What is wrong with these settings, each naming its key (empty when they are usable)."""
+        checks = [
+            (0 < self.context_frac < 1, f"split.context_frac={self.context_frac} must lie strictly between 0 and 1"),
+            (self.horizon_days > 0, f"split.horizon_days={self.horizon_days} must be > 0"),
+            (self.n_candidates >= 1, f"split.n_candidates={self.n_candidates} must be ≥ 1"),
+            (self.method in ("per_user", "global"), f"split.method={self.method!r} must be 'per_user' or 'global'"),
+            (0 < self.global_quantile < 1, f"split.global_quantile={self.global_quantile} must lie in (0, 1)"),
+        ]
+        return [msg for ok, msg in checks if not ok]
+
 
 @dataclass
 class Split:
@@ -94,6 +105,8 @@ def _cut_positions(ev: pd.DataFrame, cfg: SplitConfig) -> tuple[np.ndarray, np.n
 def make_split(data: FeedbackData, cfg: SplitConfig | None = None) -> Split:
     """Cut `data` per `cfg`; build the test table (labels and Candidate Acc. candidates)."""
     cfg = cfg or SplitConfig()
+    if cfg.problems():  # not blamed later on the data's feedback labels
+        raise ValueError("; ".join(cfg.problems()))
     if cfg.validation_run:
         full = replace(cfg, validation_run=False)
         return carve_validation(make_split(data, full), full)

@@ -86,6 +86,22 @@ CLI_CASES = {
                                       r"--out .* is a folder; give a file name"),
     "--out that is a folder (data stats)": (lambda t: ["data", "stats", "--data", "synthetic:users=30,items=30,days=10",
                                                        "--out", str(t)], r"--out .* is a folder; give a file name"),
+    "rating outside the scale": (lambda t: ["data", "stats", "--data", _ml_csv(t, "1,10,6,1000")],
+                                 r"ratings.csv: line 3: rating 6 is outside the scale 0.5–5 .*Fix: .*scale="),
+    "bad repair option value": (lambda t: ["data", "stats", "--data",
+                                           _ml_csv(t, "1,10,1,1000") + ",on_duplicate=maybe"],
+                                r"on_duplicate='maybe': choose one of error, drop"),
+    "extra CSV field": (lambda t: ["data", "stats", "--data", _ml_csv(t, "1,10,1,1000,7")],
+                        r"ratings.csv: not a CSV of four fields per line \(.*line 3.*Fix"),
+    "--k larger than the catalogue": (lambda t: ["eval", "--data", "synthetic:users=30,items=30,days=10",
+                                                 "--method", "pop", "--k", "500"],
+                                      r"--k 500 is larger than the catalogue .* \(30 items\): lower --k"),
+    "split.n_candidates=0 (eval)": (lambda t: ["eval", "--data", "synthetic:users=30,items=30,days=10",
+                                               "--method", "pop", "split.n_candidates=0"],
+                                    r"split.n_candidates=0 must be ≥ 1"),
+    "split.context_frac=1 (data split)": (lambda t: ["data", "split", "--out", str(t / "s"), "--data",
+                                                     "synthetic:users=30,items=30,days=10", "split.context_frac=1"],
+                                          r"split.context_frac=1.0 must lie strictly between 0 and 1"),
 }
 
 

@@ -108,3 +108,65 @@ def test_unreadable_file_is_a_data_error(tmp_path, monkeypatch):
     monkeypatch.setattr(loaders.pd, "read_csv", denied)
     with pytest.raises(DataValidationError, match=r"ratings.csv: cannot be read \(Permission denied\).*permissions"):
         loaders.load(f"movielens-csv:{tmp_path}")
+
+
+def write_ml100k(d, data_lines: str, item_lines: str = "10|Heat (1995)|01-Jan-1995||x" + "|0" * 19 + "\n"):
+    d.mkdir(exist_ok=True)
+    (d / "u.data").write_text(data_lines)
+    (d / "u.item").write_text(item_lines, encoding="latin-1")
+
+
+@pytest.mark.parametrize("rating", ["0", "6", "-1"])
+def test_ratings_outside_the_scale_are_errors_naming_the_line(tmp_path, rating):
+    # were silently mapped to negative (0, −1) or positive (6)
+    write_ml100k(tmp_path, f"1\t10\t3\t1000\n1\t10\t{rating}\t1100\n")
+    with pytest.raises(DataValidationError, match=rf"u.data: line 2: rating {rating} is outside the scale 1–5 "
+                                                  r"\(1 such line\(s\)\).*scale=0-10"):
+        load(f"movielens-100k:{tmp_path}")
+    assert len(load(f"movielens-100k:{tmp_path},scale=-1-6").events) == 2  # the data's own scale, as an option
+    write_ml_csv(tmp_path)
+    (tmp_path / "ratings.csv").write_text(f"userId,movieId,rating,timestamp\n1,10,4,1000\n1,20,{rating},1100\n")
+    with pytest.raises(DataValidationError, match=r"ratings.csv: line 3: rating .* is outside the scale 0.5–5"):
+        load(f"movielens-csv:{tmp_path}")
+
+
+@pytest.mark.parametrize("spec_opt, match", [
+    ("on_duplicate=maybe", r"on_duplicate='maybe': choose one of error, drop"),
+    ("on_empty_title=drop", r"on_empty_title='drop': choose one of error, fill"),
+    ("scale=5", r"scale='5': write LO-HI"),
+    ("scale=5-1", "LO must be below HI"),
+])
+def test_bad_option_values_are_refused(tmp_path, spec_opt, match):
+    write_ml100k(tmp_path, "1\t10\t3\t1000\n")
+    with pytest.raises(ValueError, match=match):
+        load(f"movielens-100k:{tmp_path},{spec_opt}")
+
+
+def test_item_table_errors_name_the_item_file_and_its_line(tmp_path):
+    # used to say "u.data (items), row 1"
+    item = "|Heat (1995)|01-Jan-1995||x" + "|0" * 19 + "\n"
+    write_ml100k(tmp_path, "1\t10\t3\t1000\n", "10" + item + "10" + item)
+    with pytest.raises(DataValidationError, match=r"u.item, column 'item_id', line 2: duplicate item id 10"):
+        load(f"movielens-100k:{tmp_path}")
+    write_ml_csv(tmp_path)
+    (tmp_path / "movies.csv").write_text('movieId,title,genres\n10,"Heat",Action\n10,"Heat",Action\n')
+    with pytest.raises(DataValidationError, match=r"movies.csv, column 'item_id', line 3: duplicate item id 10"):
+        load(f"movielens-csv:{tmp_path}")
+
+
+def test_event_errors_give_file_lines_even_after_dropped_rows(tmp_path):
+    # line 1 and 2 are duplicates (dropped on request); the unknown item is on line 4 of u.data
+    write_ml100k(tmp_path, "1\t10\t3\t1000\n1\t10\t3\t1000\n1\t10\t4\t1200\n2\t99\t1\t1300\n")
+    with pytest.raises(DataValidationError, match=r"u.data, column 'item_id', line 4: 1 event\(s\) name items "
+                                                  r"absent from the item table, e.g. 99"):
+        load(f"movielens-100k:{tmp_path},on_duplicate=drop")
+
+
+@pytest.mark.parametrize("line, match", [
+    ("1\t10\tx\t1000\n", r"u.data: line 2: rating 'x' is not a number"),
+    ("1\t10\t3\t1000\t7\n", r"u.data: not four tab-separated fields per line \(.*line 2"),
+])
+def test_bad_u_data_lines_say_which_line(tmp_path, line, match):
+    write_ml100k(tmp_path, "1\t10\t3\t1000\n" + line)
+    with pytest.raises(DataValidationError, match=match):
+        load(f"movielens-100k:{tmp_path}")
