@@ -57,7 +57,11 @@ def stage_sft(cfg: RunConfig, sid_dir: Path, run: Path) -> Path:
         return out / "final"
     WHERE["stage"] = f"SFT ({out})"
     log.info("[2/5] SFT → %s", out)
-    sft = replace(cfg.sft, data=cfg.data, sid_dir=str(sid_dir), run_dir=str(out), split=cfg.split)
+    # the curriculum's validation users' last windows stay out of SFT too (grpo.val_holdout), so the stage
+    # acceptance compares GRPO against a model that has not memorised what it is validated on
+    hold = (cfg.grpo.val_users or -1) if cfg.grpo.val_holdout else 0
+    sft = replace(cfg.sft, data=cfg.data, sid_dir=str(sid_dir), run_dir=str(out), split=cfg.split,
+                  holdout_validation=hold)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sft.yaml").write_text(yaml.safe_dump(to_dict(sft)))
     # its own process: DeepSpeed's torch.distributed must not live in the driver. subprocess.run kills it
@@ -83,7 +87,7 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
     from cluster.ray_local import init_local_ray
     from evaluation.evaluate import evaluate
     from evaluation.model_method import ModelMethod
-    from feedback.split import carve_validation, holdout_validation_windows, training_examples
+    from feedback.split import holdout_validation_windows, training_examples, validation_users
     from reward.ground_truth import build_ground_truth
     from trainer.metrics_log import MetricsLog
     from trainer.models import check_model_dir
@@ -96,10 +100,7 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
     log.info("[3/5] progressive GRPO on Ray")
     check_model_dir(sft_dir, index.level_sizes)  # before any actor loads it
     examples = training_examples(split, max_context=context_events(cfg.grpo.max_context_items))
-    val = carve_validation(split)
-    if cfg.grpo.val_users and cfg.grpo.val_users < len(val.test):
-        pick = np.sort(np.random.default_rng(cfg.split.seed).choice(len(val.test), cfg.grpo.val_users, replace=False))
-        val.test = val.test.iloc[pick].reset_index(drop=True)
+    val = validation_users(split, cfg.grpo.val_users, cfg.split.seed)
     if cfg.grpo.val_holdout:
         n0 = len(examples)
         examples = holdout_validation_windows(examples, split, val)

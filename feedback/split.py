@@ -204,6 +204,27 @@ def carve_validation(split: Split, cfg: SplitConfig | None = None) -> Split:
     return make_split(sub, cfg or split.config)
 
 
+def validation_users(split: Split, n_users: int = 0, seed: int = 0) -> Split:
+    """The curriculum's validation split: `carve_validation`, its test users cut to a seeded sample of
+    `n_users` (0 = all). The same users whatever stage asks (SFT's hold-out, GRPO's acceptance)."""
+    val = carve_validation(split)
+    if n_users and n_users < len(val.test):
+        pick = np.sort(np.random.default_rng(seed).choice(len(val.test), n_users, replace=False))
+        val.test = val.test.iloc[pick].reset_index(drop=True)
+    return val
+
+
+def without_validation_future(split: Split, val: Split) -> Split:
+    """`split` whose training events stop, for each validation user, at that user's validation cutoff: a
+    stage trained on it (SFT) has not seen the windows the curriculum validates on, so the validation
+    figure of its model is not a memory test. Other users' events are kept."""
+    limit = dict(zip(val.test["user_id"].tolist(), val.test["t_cut"].tolist()))
+    tr = split.train
+    uid = np.asarray(split.data.user_ids)[tr["uidx"].to_numpy()]
+    lim = np.array([limit.get(u, np.iinfo(np.int64).max) for u in uid], dtype=np.int64)
+    return replace(split, train=tr[tr["timestamp"].to_numpy(dtype=np.int64) < lim].reset_index(drop=True))
+
+
 def training_examples(split: Split, max_context: int = 50, min_context: int = 1) -> pd.DataFrame:
     """One example per context negative: the cutoff slides to that event.
 

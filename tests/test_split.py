@@ -137,3 +137,28 @@ def test_data_split_cli_writes_parquet_and_a_datasetdict(tmp_path):
     assert set(dd) == {"train", "test", "examples"}
     for name in ("train", "test", "examples"):
         assert dd[name].num_rows == len(pd.read_parquet(tmp_path / "s" / f"{name}.parquet"))
+
+
+def test_sft_holds_out_what_the_curriculum_validates_on():
+    # the curriculum's validation users are test users of the split carved from the training events; a model
+    # trained on those users' events from their validation cutoff on would be validated on its own targets
+    from feedback.loaders import load
+    from feedback.split import validation_users, without_validation_future
+
+    split = make_split(load("synthetic:users=60,items=40,days=30,seed=2"))
+    val = validation_users(split, 10, seed=0)
+    assert len(val.test) == 10
+    assert validation_users(split, 10, seed=0).test["user_id"].tolist() == val.test["user_id"].tolist()  # stable
+    held = without_validation_future(split, val)
+    uid = np.asarray(split.data.user_ids)
+    cut = dict(zip(val.test["user_id"], val.test["t_cut"]))
+    kept = held.train.assign(user=uid[held.train["uidx"]])
+    for u, t in cut.items():
+        mine = kept[kept["user"] == u]
+        assert len(mine) and (mine["timestamp"] < t).all()  # the user's earlier events stay
+    others = split.train[~np.isin(uid[split.train["uidx"]], list(cut))]
+    assert len(held.train) == len(others) + sum((kept["user"] == u).sum() for u in cut)  # nobody else loses any
+    # SFT's examples of a validation user all end before that user's validation cutoff
+    ex = training_examples(held)
+    ex_user = uid[ex["uidx"]]
+    assert all((ex["t_cut"][ex_user == u] < cut[u]).all() for u in cut)

@@ -47,6 +47,10 @@ class SFTConfig:
     run_dir: str = "runs/sft"
     model: ModelConfig = field(default_factory=ModelConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    holdout_validation: int = 0
+    """Leave out of every task the events of the curriculum's validation users from their validation cutoff
+    on (feedback.split.validation_users: N sampled users, -1 = all of them; 0 = hold nothing out).
+    `conrec run` sets it from grpo.val_users when grpo.val_holdout is on."""
     context: ContextConfig = field(default_factory=ContextConfig)
     tasks: dict = field(default_factory=lambda: {"warmup": 1.0, "alignment": 1.0, "title2sid": 0.5,
                                                  "sid2title": 0.25})
@@ -146,6 +150,14 @@ def prepare(cfg: SFTConfig):
 
     data = load(cfg.data)
     split = make_split(data, cfg.split)
+    if cfg.holdout_validation:
+        from feedback.split import validation_users, without_validation_future
+
+        val = validation_users(split, max(cfg.holdout_validation, 0), cfg.split.seed)
+        n0 = len(split.train)
+        split = without_validation_future(split, val)
+        log.info("SFT: %d of %d training events (the %d validation users' windows held out)", len(split.train),
+                 n0, len(val.test))
     sid_dir = sid_dir_of(cfg)
     if not (sid_dir / "report.json").exists():
         if cfg.sid_dir:
