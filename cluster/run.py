@@ -170,7 +170,7 @@ def stage_eval(cfg: RunConfig, split, sid_dir: Path, models: dict, run: Path) ->
             log.info("%s: evaluation reused from %s", name, cache)
             continue
         m = ModelMethod(checkpoint=str(d), sid_dir=str(sid_dir))
-        r = evaluate(m, split, k=cfg.k, batch_size=32, progress=False)
+        r = evaluate(m, split, k=cfg.k, batch_size=32, progress=cfg.sft.progress)  # the minutes-long part
         r["metrics"].update(alignment_accuracy(m.model, m.tok, m.index, split))
         results[name], per_user[name] = r["metrics"], r["per_user"]
         save_per_user({"m": r["per_user"]}, cache / "per_user.npz")

