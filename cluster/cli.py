@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     import importlib
     import os
 
+    if "DS_ACCELERATOR" not in os.environ and not any(os.path.exists(d) for d in ("/dev/nvidiactl", "/dev/kfd")):
+        # no GPU device here: tell DeepSpeed (and the processes we start) instead of letting each of them
+        # warn that it "was unable to detect" one
+        os.environ["DS_ACCELERATOR"] = "cpu"
     mod = importlib.import_module(commands[argv[0]][0])
     try:
         return int(mod.main(argv[1:]) or 0)

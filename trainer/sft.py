@@ -415,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         from common.logs import quiet_third_party
 
         quiet_third_party()
+        logging.getLogger("feedback").setLevel(logging.WARNING)  # the driver already said how the data split
     cfg = build(SFTConfig, read_config(a.config), a.overrides, source=f"--config {a.config}")
     try:
         final = train(cfg, resume=a.resume)
@@ -422,7 +423,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"conrec sft: interrupted; checkpoints under {cfg.run_dir}/checkpoints are kept (--resume continues)",
               file=sys.stderr)
         return 130
-    print(json.dumps(final))
+    if os.environ.get("CONREC_LOG_DIR"):
+        log.debug("final %s", json.dumps(final))  # the driver's console; RUN/sft/metrics.jsonl has it
+    else:
+        print(json.dumps(final))
     import torch.distributed as dist
 
     if dist.is_initialized():
