@@ -31,17 +31,13 @@ class RewardTimeout(TimeoutError):
 
 @ray.remote
 class RewardWorker:
-    def __init__(self, cfg: RewardConfig, refs: list):
-        """`refs`: object-store refs of (ground truth, SID index, token→code table), fetched here. Passed in a
-        list, so Ray does not resolve them as constructor arguments (it then warns, for every actor with
-        restarts, that a lost argument would break a restart; the server holds these refs for its lifetime)."""
+    def __init__(self, cfg: RewardConfig, gt: GroundTruth, index, token_to_code=None):
         import os
 
         from common.logs import redirect_worker_output
 
         if redirect_worker_output(f"reward-pid{os.getpid()}") is None:
             logging.basicConfig(level=logging.INFO)
-        gt, index, token_to_code = ray.get(list(refs))
         self.scorer = RewardScorer(cfg, gt, index, token_to_code)
 
     def score(self, sample_ids, outputs, group_size: int = 1) -> dict:
@@ -60,7 +56,7 @@ class RewardServer:
         self._refs = refs = [ray.put(x) for x in (gt, index, token_to_code)]
         # Ray restarts a dead actor; the server, not Ray, resubmits the lost shard, so it can count it
         opts = dict(num_cpus=num_cpus_per_worker, max_restarts=cfg.max_restarts, max_task_retries=0)
-        self.workers = ActorGroup("reward actor", [RewardWorker.options(**opts).remote(cfg, refs)
+        self.workers = ActorGroup("reward actor", [RewardWorker.options(**opts).remote(cfg, *refs)
                                                    for _ in range(cfg.num_workers)],
                                   max_restarts=cfg.max_restarts, restart_timeout_s=cfg.batch_timeout_s, probe="ping")
         self.workers.call_all("ping", timeout_s=cfg.batch_timeout_s)
