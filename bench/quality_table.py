@@ -39,8 +39,8 @@ def collect(root: Path) -> dict:
 def table(runs: dict) -> tuple[dict, str]:
     rows, lines = {}, []
     head = "| variant | seeds | " + " | ".join(KEYS) + " | Δ FHR@20 vs SFT-only [95 % CI] | " \
-           "Δ FHR@20 vs Swing [95 % CI] | validation FHR@20 (start → best accepted) | stages accepted (per seed) | " \
-           "wall min / run (median) |"
+           "Δ FHR@20 vs Swing [95 % CI] | validation FHR@20 (start → last accepted = the final model) | " \
+           "stages accepted (per seed) | wall min / run (median) |"
     lines += [head, "|---" * (head.count("|") - 1) + "|"]
     base_done = False
     for v, seeds in runs.items():

@@ -169,7 +169,7 @@ def write_report(cfg, results: dict, per_user: dict, records: list, run: Path, s
 def acceptance_rule(cfg) -> str:
     c = cfg.curriculum
     if c.acceptance == "paired_ci":
-        return (f"accept a stage unless its validation FHR@{cfg.k} is lower than the best accepted stage's with the "
+        return (f"accept a stage unless its validation FHR@{cfg.k} is lower than the last accepted stage's with the "
                 f"paired {c.confidence:.0%} bootstrap CI of the difference entirely below −{c.tolerance} "
                 f"(a drop inside the noise band is no drop); validation users: "
                 f"{'all' if not cfg.grpo.val_users else cfg.grpo.val_users} carved from training data; "

@@ -3,7 +3,7 @@
 A scheduler yields stages (context mode, steps, KL β) and decides, from the validation metric after
 each stage, whether to accept it, retry it with an adjusted β, or stop. The default is the paper's
 progression: negatives of the last 3 days → all negatives → negatives + positives, each stage
-accepted unless validation FHR@K dropped below the best accepted stage's by more than noise: by
+accepted unless validation FHR@K dropped below the last accepted stage's by more than noise: by
 default a paired bootstrap over the validation users decides (a drop whose 95 % CI includes 0 is
 no drop), so a handful of users changing their hit cannot reject a stage.
 """
@@ -74,7 +74,7 @@ class Progressive:
 
     def judge(self, stage: Stage, attempt: int, per_user: np.ndarray, best_per_user: np.ndarray
               ) -> tuple[str, Stage | None, dict]:
-        """Compare the stage's per-validation-user hits with the best accepted ones.
+        """Compare the stage's per-validation-user hits with the last accepted ones.
 
         Returns ('accept' | 'retry' | 'reject', the adjusted stage for a retry, the paired difference) —
         raises CurriculumStop on 'stop'."""
