@@ -15,7 +15,8 @@ from pathlib import Path
 
 
 def stage_dir(run: Path, rec: dict) -> Path:
-    return run / "grpo" / ("stage_start" if rec["stage"] == "start" else f"stage_{rec['stage']}_try{rec.get('attempt', 0)}")
+    name = "stage_start" if rec["stage"] == "start" else f"stage_{rec['stage']}_try{rec.get('attempt', 0)}"
+    return run / "grpo" / name
 
 
 def main(argv: list[str] | None = None) -> int:
