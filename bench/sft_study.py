@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -25,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.atomic import write_json_atomic, write_text_atomic
+from cluster.report import save_per_user
+from common.atomic import write_json_atomic, write_npz_atomic, write_text_atomic
 
 KEYS = ["HR@20", "FHR@20", "LUF@20", "LIF@20", "CandAcc"]
 
@@ -75,7 +75,7 @@ def evaluate_model(data: str, checkpoint: Path, baselines: bool) -> dict:
     return out
 
 
-def one_run(a, name: str, parts: dict, seed: int) -> dict | None:
+def one_run(a, name: str, parts: dict, seed: int) -> dict:
     run = Path(a.out) / name / f"seed_{seed}"
     if (run / "result.json").exists():
         return json.loads((run / "result.json").read_text())
@@ -90,12 +90,10 @@ def one_run(a, name: str, parts: dict, seed: int) -> dict | None:
     t2 = time.time()
     base = Path(a.out) / "baselines.npz"
     ev = evaluate_model(a.data, run / "sft" / "final", baselines=not base.exists())
-    if "pop" in ev:
-        tmp = base.with_suffix(f".{os.getpid()}.npz")  # studies may run side by side in one folder
-        np.savez(tmp, **{f"{m}/{k}": ev[m]["per_user"][k] for m in ("pop", "swing") for k in KEYS})
-        os.replace(tmp, base)
+    if "pop" in ev:  # atomic: studies may run side by side in one folder
+        save_per_user({m: {k: ev[m]["per_user"][k] for k in KEYS} for m in ("pop", "swing")}, base)
         write_json_atomic({m: ev[m]["metrics"] for m in ("pop", "swing")}, Path(a.out) / "baselines.json")
-    np.savez(run / "per_user.npz", **{k: ev["model"]["per_user"][k] for k in KEYS})
+    write_npz_atomic({k: ev["model"]["per_user"][k] for k in KEYS}, run / "per_user.npz")
     res = {"variant": name, "seed": seed, "sid": parts["sid"], "sft": parts["sft"],
            "sid_s": round(t1 - t0, 1), "sft_s": round(t2 - t1, 1), "eval_s": round(time.time() - t2, 1),
            "n_users": ev["model"]["n_test_users"], **ev["model"]["metrics"]}
@@ -117,11 +115,10 @@ def _ci(c: dict) -> str:
 
 
 def table(out: Path, names: list[str], seeds: list[int]) -> str:
-    from cluster.report import seed_average
+    from cluster.report import load_per_user, seed_average
     from common.stats import paired_diff
 
-    with np.load(out / "baselines.npz") as z:
-        pu = {"pop": {k: z[f"pop/{k}"] for k in KEYS}, "swing": {k: z[f"swing/{k}"] for k in KEYS}}
+    pu = load_per_user(out / "baselines.npz")
     base_m = json.loads((out / "baselines.json").read_text())
     rows = [f"| {m} | – | " + " | ".join(f"{base_m[m][k]:.4f}" for k in KEYS) + " | | | |" for m in ("pop", "swing")]
     ref = None

@@ -37,6 +37,11 @@ from trainer.prompts import ContextConfig, build_context
 log = logging.getLogger(__name__)
 
 
+def stage_dir_name(stage: str, attempt: int = 0) -> str:
+    """The folder under RUN/grpo holding a curriculum stage's weights ('start' = the SFT policy)."""
+    return "stage_start" if stage == "start" else f"stage_{stage}_try{attempt}"
+
+
 class LearnerLost(RuntimeError):
     """A learner rank died; the group's collective state is gone and must be rebuilt from a checkpoint."""
 
@@ -328,10 +333,10 @@ class Driver:
         """A fresh curriculum: the SFT policy's validation is the first best; step 0 is checkpointed, so a lost
         learner rank always has a checkpoint to come back to."""
         self.mlog.truncate(0)  # a --resume that found no checkpoint starts GRPO over
-        hits = validate(self.save(run / "stage_start"))
+        hits = validate(self.save(run / stage_dir_name("start")))
         log.info("validation before GRPO: %.4f (%d users)", float(np.mean(hits)), len(hits))
         st = {"stage_idx": 0, "attempt": 0, "kl_coef": None, "lr_scale": None, "step_in_stage": 0,
-              "best_hits": hits.tolist(), "best_dir": str(run / "stage_start"),
+              "best_hits": hits.tolist(), "best_dir": str(run / stage_dir_name("start")),
               "records": [{"stage": "start", "val": float(np.mean(hits)), "accepted": True}]}
         self._checkpoint(run, st)
         return st
@@ -347,7 +352,7 @@ class Driver:
 
     def _end_stage(self, cur, stage, st: dict, run: Path, validate) -> dict:
         """Validate the stage's policy; accept it, retry the stage with a new β, or keep the previous best."""
-        d = self.save(run / f"stage_{stage.name}_try{st['attempt']}")
+        d = self.save(run / stage_dir_name(stage.name, st["attempt"]))
         hits = validate(d)
         val = float(np.mean(hits))
         best = np.asarray(st["best_hits"])

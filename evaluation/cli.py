@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown method {a.method!r}; choose from {sorted(set(METHODS) | set(LAZY))}")
     if a.k <= 0:
         p.error("--k must be positive")
-    if cfg.split.problems():
-        raise ValueError("; ".join(cfg.split.problems()))
+    if problems := cfg.split.problems():
+        raise ValueError("; ".join(problems))
 
     from evaluation.evaluate import evaluate, one_line
     from evaluation.methods import get_method

@@ -26,7 +26,14 @@ import numpy as np
 import pandas as pd
 
 from feedback.dataset import FeedbackData
-from feedback.schema import DataReport, DataValidationError, ValidationOptions, validate_events, validate_items
+from feedback.schema import (
+    REPAIR_CHOICES,
+    DataReport,
+    DataValidationError,
+    ValidationOptions,
+    validate_events,
+    validate_items,
+)
 
 KINDS = ("movielens-100k", "movielens-1m", "movielens-csv", "kuairand", "parquet", "synthetic")
 ML100K_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
@@ -56,15 +63,12 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict[str, str]]:
     return kind, path, opts
 
 
-REPAIRS = {"on_duplicate": ("error", "drop"), "on_unknown_item": ("error", "drop"), "on_empty_title": ("error", "fill")}
-
-
 def _take_validation_opts(opts: dict[str, str]) -> ValidationOptions:
     names = {f.name for f in fields(ValidationOptions)}
     took = {k: opts.pop(k) for k in list(opts) if k in names}
     for k, v in took.items():
-        if v not in REPAIRS[k]:
-            raise ValueError(f"data spec option {k}={v!r}: choose one of {', '.join(REPAIRS[k])}")
+        if v not in REPAIR_CHOICES[k]:
+            raise ValueError(f"data spec option {k}={v!r}: choose one of {', '.join(REPAIR_CHOICES[k])}")
     return ValidationOptions(**took)
 
 
@@ -101,18 +105,6 @@ def _ratings_to_feedback(rating: pd.Series, neg: float, pos: float) -> pd.Series
     return pd.Series(out, index=rating.index)
 
 
-def _numeric_ratings(rating: pd.Series, source: Path) -> pd.Series:
-    """Ratings as numbers; an empty or non-numeric one is an error naming its file line (header = line 1)."""
-    num = pd.to_numeric(rating, errors="coerce")
-    bad = np.flatnonzero(num.isna().to_numpy())
-    if len(bad):
-        r = int(bad[0])
-        shown = "empty" if pd.isna(rating.iloc[r]) else repr(str(rating.iloc[r]))
-        raise DataValidationError(str(source), f"line {r + 2}: rating {shown} is not a number ({len(bad)} such "
-                                  "line(s))", "give every rating a number, or remove those lines")
-    return num
-
-
 def _require(path: Path, names: list[str], kind: str) -> None:
     if not path.is_dir():
         raise FileNotFoundError(f"{kind}: {path} is not a folder")
@@ -131,11 +123,11 @@ def _finish(name, events, items, opts, vopts, report, categories, truth=None, it
     try:
         items = validate_items(items, items_source or report.source + " (items)", vopts, report)
     except DataValidationError as e:
-        raise e.in_file(e.source, header_lines[1]) from None
+        raise e.at_line(header_lines[1]) from None
     try:
         events = validate_events(events, report.source, items, vopts, report)
     except DataValidationError as e:
-        raise e.in_file(e.source, header_lines[0]) from None
+        raise e.at_line(header_lines[0]) from None
     return FeedbackData(name=name, events=events, items=items, report=report, category_columns=categories,
                         truth=truth)
 
@@ -180,14 +172,17 @@ def _parser_detail(e: Exception) -> str:
 
 
 def _numeric_columns(raw: pd.DataFrame, path: Path, header_lines: int, fix: str) -> pd.DataFrame:
-    """Every column as numbers (ids and timestamps as int64); the first bad field is an error naming its line."""
+    """Every column as numbers (ids and timestamps as int64); the first empty or non-numeric field is an error
+    naming its file line (`header_lines` = lines before the first record)."""
     for col in raw.columns:
         num = pd.to_numeric(raw[col], errors="coerce")
         bad = np.flatnonzero(num.isna().to_numpy())
         if len(bad):
             r = int(bad[0])
-            raise DataValidationError(str(path), f"line {r + header_lines + 1}: {col} {raw[col].iloc[r]!r} is not a "
-                                      f"number ({len(bad)} such line(s))", fix)
+            v = raw[col].iloc[r]
+            shown = "empty" if pd.isna(v) or v == "" else repr(str(v))
+            raise DataValidationError(str(path), f"line {r + header_lines + 1}: {col} {shown} is not a number "
+                                      f"({len(bad)} such line(s))", fix)
         raw[col] = num
     return raw.astype({c: (np.float64 if c == "rating" else np.int64) for c in raw.columns})
 
@@ -287,7 +282,8 @@ def load_movielens_csv(path: str, opts: dict[str, str], spec: str) -> FeedbackDa
     if not need <= set(raw.columns):
         raise DataValidationError(str(root / "ratings.csv"), f"missing columns {sorted(need - set(raw.columns))}",
                                   "expected the MovieLens header userId,movieId,rating,timestamp")
-    raw["rating"] = _numeric_ratings(raw["rating"], root / "ratings.csv")
+    raw["rating"] = _numeric_columns(raw[["rating"]].copy(), root / "ratings.csv", 1,
+                                     "give every rating a number, or remove those lines")["rating"]
     _check_scale(raw["rating"], scale, root / "ratings.csv", 1)
     events = pd.DataFrame({"user_id": raw["userId"], "item_id": raw["movieId"], "timestamp": raw["timestamp"],
                            "feedback": _ratings_to_feedback(raw["rating"], neg, pos)})

@@ -36,11 +36,11 @@ class DataValidationError(ValueError):
         self.source, self.column, self.row, self.problem, self.fix = source, column, row, problem, fix
         self.line = line
 
-    def in_file(self, source: str, header_lines: int | None) -> "DataValidationError":
-        """The same error told against the file a loader read: `source`, and with `header_lines` (lines
-        before the first record) the 0-based table row becomes that file's line number."""
+    def at_line(self, header_lines: int | None) -> "DataValidationError":
+        """The same error with the 0-based table row told as the line of the file it came from
+        (`header_lines` = lines before the first record; None leaves the row as it is)."""
         line = self.row + header_lines + 1 if header_lines is not None and self.row is not None else None
-        return DataValidationError(source, self.problem, self.fix, self.column, self.row, line)
+        return DataValidationError(self.source, self.problem, self.fix, self.column, self.row, line)
 
 
 @dataclass
@@ -53,6 +53,11 @@ class ValidationOptions:
     """Events naming an item absent from the item table: 'error' or 'drop'."""
     on_empty_title: str = "error"
     """Items with an empty/null title: 'error' or 'fill' (title becomes 'item <id>')."""
+
+
+REPAIR_CHOICES = {"on_duplicate": ("error", "drop"), "on_unknown_item": ("error", "drop"),
+                  "on_empty_title": ("error", "fill")}
+"""The values each `ValidationOptions` field accepts."""
 
 
 @dataclass

@@ -105,8 +105,8 @@ def _cut_positions(ev: pd.DataFrame, cfg: SplitConfig) -> tuple[np.ndarray, np.n
 def make_split(data: FeedbackData, cfg: SplitConfig | None = None) -> Split:
     """Cut `data` per `cfg`; build the test table (labels and Candidate Acc. candidates)."""
     cfg = cfg or SplitConfig()
-    if cfg.problems():  # not blamed later on the data's feedback labels
-        raise ValueError("; ".join(cfg.problems()))
+    if problems := cfg.problems():  # not blamed later on the data's feedback labels
+        raise ValueError("; ".join(problems))
     if cfg.validation_run:
         full = replace(cfg, validation_run=False)
         return carve_validation(make_split(data, full), full)

@@ -15,7 +15,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +60,7 @@ class SFTConfig:
     """'fixed' (epochs and model as written) or 'auto': a catalogue of `large_catalogue` items or more doubles
     the epochs, widens the tiny model to 256 (intermediate 512) and halves lr (`scaled_budget`); smaller
     ones keep the config's values. Chosen on validation users of the simulator at 500 and 10,000 items
-    and MovieLens-100k (docs/BENCHMARKS.md, "SFT budget by catalogue size")."""
+    and MovieLens-100k (docs/BENCHMARKS.md, "SFT: a decayed learning rate, and the budget by catalogue size")."""
     large_catalogue: int = 5000
     max_steps: int = 0
     """Stop after this many optimizer steps in total (0 = run all epochs)."""
@@ -327,8 +327,6 @@ def scaled_budget(cfg: SFTConfig, n_items: int) -> SFTConfig:
     1.4 M-parameter model at 4 epochs stayed below popularity (FHR@20 −0.021 [−0.033, −0.008], 3 seeds),
     while 8 epochs of a 256-wide model tied it. Fixed budgets and pretrained models (`model.path`) are kept.
     """
-    from dataclasses import replace
-
     if cfg.budget == "fixed" or n_items < cfg.large_catalogue:
         return cfg
     if cfg.budget != "auto":
