@@ -12,8 +12,10 @@ import argparse
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +37,12 @@ WHERE = {"stage": "start-up"}
 class Interrupted(BaseException):
     """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so every `finally` (Ray shutdown,
     the SFT child's kill, the run lock) runs. A BaseException: no `except Exception` swallows it."""
+
+
+def _restore_handler(signum: int, handler) -> None:
+    if handler is not None and signal.getsignal(signum) is not handler and \
+            threading.current_thread() is threading.main_thread():
+        signal.signal(signum, handler)
 
 
 def stage_sids(cfg: RunConfig, data, run: Path) -> Path:
@@ -87,7 +95,7 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
     from cluster.ray_local import init_local_ray
     from evaluation.evaluate import evaluate
     from evaluation.model_method import ModelMethod
-    from feedback.split import holdout_validation_windows, training_examples, validation_users
+    from feedback.split import holdout_validation_windows, latest_examples, training_examples, validation_users
     from reward.ground_truth import build_ground_truth
     from trainer.metrics_log import MetricsLog
     from trainer.models import check_model_dir
@@ -106,26 +114,34 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
         examples = holdout_validation_windows(examples, split, val)
         log.info("GRPO examples: %d of %d (those reaching into the %d validation users' windows held out)",
                  len(examples), n0, len(val.test))
+    if cfg.grpo.examples_per_user:
+        n0 = len(examples)
+        examples = latest_examples(examples, cfg.grpo.examples_per_user)
+        log.info("GRPO examples: %d of %d (each user's %d latest)", len(examples), n0, cfg.grpo.examples_per_user)
     gt = build_ground_truth(examples, split, cfg.grpo.reward.swing_n)
 
     def validate_in_driver(model_dir: Path) -> np.ndarray:
         m = ModelMethod(checkpoint=str(model_dir), sid_dir=str(sid_dir))
         return evaluate(m, val, k=cfg.k, batch_size=32, progress=False)["per_user"][f"FHR@{cfg.k}"]
 
-    started = False
-    if not ray.is_initialized():
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        if cfg.topology.ray_address:
-            env = {LOG_ENV: str(Path(os.environ[LOG_ENV]).resolve())} if LOG_ENV in os.environ else {}
-            ray.init(address=cfg.topology.ray_address, runtime_env={"env_vars": env},
-                     log_to_driver=LOG_ENV not in os.environ)
-        else:
-            # workers' output goes to RUN/logs unless -v (common/logs.py); then Ray streams it to the console
-            init_local_ray(max(2, os.cpu_count() or 2), cfg.topology.bind_host,
-                           log_to_driver=LOG_ENV not in os.environ, prefix="cr_run_")
-            started = True
-    mlog = MetricsLog(run / "grpo", append=resume)
+    # Ray's init puts its own SIGTERM handlers in place (exit at once, or reset to the default); ours must stay,
+    # so that SIGTERM unwinds through the finally below like Ctrl-C does (Ray shut down, one line, exit 143)
+    term = signal.getsignal(signal.SIGTERM)
+    own = not ray.is_initialized() and not cfg.topology.ray_address  # a local Ray of ours, shut down at the end
+    mlog = None
     try:
+        if not ray.is_initialized():
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            if cfg.topology.ray_address:
+                env = {LOG_ENV: str(Path(os.environ[LOG_ENV]).resolve())} if LOG_ENV in os.environ else {}
+                ray.init(address=cfg.topology.ray_address, runtime_env={"env_vars": env},
+                         log_to_driver=LOG_ENV not in os.environ)
+            else:
+                # workers' output goes to RUN/logs unless -v (common/logs.py); then Ray streams it to the console
+                init_local_ray(max(2, os.cpu_count() or 2), cfg.topology.bind_host,
+                               log_to_driver=LOG_ENV not in os.environ, prefix="cr_run_")
+        _restore_handler(signal.SIGTERM, term)
+        mlog = MetricsLog(run / "grpo", append=resume)
         driver = Driver(cfg, examples, gt, index, str(sft_dir), str(sid_dir), mlog)
         if cfg.grpo.validate_on == "engines":
             def validate(model_dir: Path) -> np.ndarray:  # the engines hold the weights just saved
@@ -138,9 +154,11 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
         write_json_atomic(records, run / "grpo" / "stages.json")
         best = driver.final_dir
     finally:
-        mlog.close()
-        if started:
+        if mlog is not None:
+            mlog.close()
+        if own:  # also when interrupted during ray.init: nothing of a half-started Ray is left behind
             ray.shutdown()
+        _restore_handler(signal.SIGTERM, term)
     import shutil
 
     if final.exists():
@@ -283,8 +301,6 @@ def main(argv: list[str] | None = None) -> int:
         raise FileExistsError(f"{run} is not empty: pass --resume to continue it, or choose another run_dir=")
     if a.seeds is not None and a.seeds < 1:
         p.error("--seeds must be ≥ 1")
-    import signal
-
     def on_term(signum, frame):
         raise Interrupted(signum)
 

@@ -57,6 +57,9 @@ class GRPOConfig:
     val_holdout: bool = True
     """GRPO trains only on examples whose future window ends before the validation cutoff of a validation
     user, so validation measures what GRPO generalises, not what it saw (SFT still saw those windows)."""
+    examples_per_user: int = 0
+    """GRPO's prompts come from each user's N latest training examples (0 = every example): the prompts most
+    like the evaluation's, a full context at the end of a history (feedback.split.latest_examples)."""
     dynamic_sampling: bool = False
     """DAPO's dynamic sampling: drop groups whose G rewards are all equal (zero advantage) and refill the
     step with fresh prompts; the dropped share is logged as rollout/dropped_groups."""
@@ -133,6 +136,7 @@ def validate(cfg: RunConfig) -> None:
         (g.sampling.mode != "beam" or g.sampling.n <= cfg.rollout.max_logprobs,
          f"grpo.sampling.n={g.sampling.n} beam groups need rollout.max_logprobs ≥ {g.sampling.n}"),
         (g.learner.lr > 0 and g.learner.micro_batch >= 1, "grpo.learner.lr must be > 0 and micro_batch ≥ 1"),
+        (g.examples_per_user >= 0, f"grpo.examples_per_user={g.examples_per_user} must be ≥ 0 (0 = every example)"),
         (g.val_users >= 0, f"grpo.val_users={g.val_users} must be ≥ 0 (0 = all)"),
         (g.validate_on in ("driver", "engines"), f"grpo.validate_on={g.validate_on!r} must be 'driver' or 'engines'"),
         (g.validate_on != "engines" or cfg.k + 20 <= cfg.rollout.max_logprobs,

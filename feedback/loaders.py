@@ -297,17 +297,32 @@ def load_movielens_csv(path: str, opts: dict[str, str], spec: str) -> FeedbackDa
                    header_lines=(1, 1))
 
 
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """One Parquet file, or an error that names it and tells an unreadable file from damaged bytes."""
+    try:
+        return pd.read_parquet(path)
+    except OSError as e:
+        if e.errno is None:  # pyarrow raises its IO errors as OSError without an errno: damaged bytes
+            err = e
+        else:
+            raise DataValidationError(str(path), f"cannot open it ({e.strerror or e})",
+                                      "check the path and its read permission") from e
+    except Exception as e:  # ArrowInvalid and friends: the bytes are not (all) Parquet
+        err = e
+    size = path.stat().st_size
+    fix = ("the file is empty: copy it again" if size == 0 else
+           "if it was copied or downloaded, copy it again (a truncated copy reads like this); if another tool "
+           "wrote it, rewrite it with pyarrow or pandas to_parquet")
+    raise DataValidationError(str(path), f"not a readable Parquet file of {size} bytes ({type(err).__name__}: "
+                                         f"{err})", fix) from err
+
+
 def load_parquet(path: str, opts: dict[str, str], spec: str) -> FeedbackData:
     root = Path(path)
     _require(root, ["events.parquet", "items.parquet"], "parquet")
     vopts = _take_validation_opts(opts)
-    try:
-        events = pd.read_parquet(root / "events.parquet")
-        items = pd.read_parquet(root / "items.parquet")
-    except Exception as e:  # pyarrow's own message names the byte offset, not the file
-        raise DataValidationError(str(root), f"cannot read Parquet ({type(e).__name__}: {e})",
-                                  "rewrite the file with pyarrow/pandas to_parquet") from e
-    truth = pd.read_parquet(root / "truth.parquet") if (root / "truth.parquet").exists() else None
+    events, items = _read_parquet(root / "events.parquet"), _read_parquet(root / "items.parquet")
+    truth = _read_parquet(root / "truth.parquet") if (root / "truth.parquet").exists() else None
     skip = {"item_id", "title", "text"}
     cats = [c for c in items.columns if c not in skip and
             (pd.api.types.is_string_dtype(items[c]) or items[c].dtype == object) and

@@ -255,6 +255,16 @@ def training_examples(split: Split, max_context: int = 50, min_context: int = 1)
                                        "future_neg", "future_pos"])
 
 
+def latest_examples(examples: pd.DataFrame, n: int) -> pd.DataFrame:
+    """Each user's `n` latest examples (by cutoff position; 0 = all of them). The evaluation predicts at the
+    end of a user's history, with a full context; a user's latest examples are the training prompts most
+    like it, where the earliest have one or two context events."""
+    if n <= 0:
+        return examples
+    rank = examples.groupby("uidx", sort=False)["cut_pos"].rank(method="first", ascending=False)
+    return examples[rank.to_numpy() <= n].reset_index(drop=True)
+
+
 def holdout_validation_windows(examples: pd.DataFrame, split: Split, val: Split) -> pd.DataFrame:
     """`examples` without those of a validation user whose future window reaches the user's validation
     cutoff (t_cut + H > validation t_cut): trained on, those windows would make validation a memory

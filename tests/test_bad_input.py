@@ -32,7 +32,7 @@ def events(n_users=4, fb=("negative", "positive", "negative", "neutral")):
 
 CLI_CASES = {
     "malformed Parquet": (lambda t: ["data", "stats", "--data", log_folder(t, raw_events=b"PAR1 garbage")],
-                          r"cannot read Parquet \(.*\)\. Fix: rewrite"),
+                          r"events.parquet: not a readable Parquet file of 12 bytes \(.*\)\. Fix: if it was copied"),
     "wrong column type": (lambda t: ["data", "stats", "--data", log_folder(
         t, events().assign(timestamp=lambda f: f.timestamp.astype(str) + "s"))],
                           r"column 'timestamp'.*must be numbers of seconds.*Fix: convert"),

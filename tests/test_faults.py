@@ -6,6 +6,8 @@ One uninterrupted tiny run is the reference. Against it:
   for bit, and counts the restarts;
 - a run whose driver is SIGKILLed after a checkpoint and continued with `--resume` finishes with the
   same model and metrics, bit for bit;
+- a run SIGTERMed mid-GRPO, after a second `--resume` into its directory was refused, stops with one
+  line and no process left behind, and `--resume` then finishes with the same model, bit for bit;
 - a run whose weights reach the engines through Ray's object store in small buckets instead of the
   default collective broadcast group, checked after every sync, finishes with the same model.
 The runs share the reference's SIDs and SFT model (copied in; the pipeline skips finished stages).
@@ -22,6 +24,7 @@ import time
 
 import pytest
 
+from cluster.run_lock import LOCK_NAME
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.stack
@@ -112,6 +115,57 @@ def test_killed_driver_resumes_to_the_same_model(reference, tmp_path):
     assert digest(run) == digest(reference)
     ref, got = (json.loads((r / "report.json").read_text())["results"] for r in (reference, run))
     assert got == ref
+
+
+def _session_members(sid: int) -> list[str]:
+    """Live processes of session `sid` (Ray's raylet, GCS and workers stay in the driver's session)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = open(f"/proc/{d}/stat").read()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state, ppid, pgrp, session
+            if fields[0] != "Z" and int(fields[3]) == sid:
+                out.append(f"{d} {stat[stat.index('(') + 1:stat.rindex(')')]}")
+    return out
+
+
+def test_terminated_run_holds_its_dir_and_resumes_to_the_same_model(reference, tmp_path):
+    run, err = seeded_from(reference, tmp_path / "terminated"), tmp_path / "stderr.txt"
+    with open(err, "w") as f:
+        proc = subprocess.Popen(cmd(run, "--resume"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=f,
+                                start_new_session=True)
+    try:
+        def wait_for(path):
+            deadline = time.time() + 600
+            while not path.exists() and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.1)
+            assert path.exists(), err.read_text()[-3000:]
+
+        wait_for(run / LOCK_NAME)
+        second = subprocess.run(cmd(run, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and f"is in use by PID {proc.pid}" in second.stderr, second.stderr[-2000:]
+        wait_for(run / "grpo" / "checkpoints" / "step_000001" / "manifest.json")  # mid-GRPO, Ray and actors up
+        proc.send_signal(signal.SIGTERM)  # the driver only, as a scheduler or `kill` would
+        assert proc.wait(timeout=120) == 143, err.read_text()[-3000:]
+        left, deadline = _session_members(proc.pid), time.time() + 30
+        while left and time.time() < deadline:
+            time.sleep(1)
+            left = _session_members(proc.pid)
+        assert not left, f"processes outlived the driver: {left}"
+        text = err.read_text()
+        assert "conrec run: interrupted at GRPO" in text and "--resume" in text, text[-3000:]
+        assert "Traceback" not in text, text[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    p = subprocess.run(cmd(run, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-5000:]
+    assert "resumed GRPO from" in p.stderr
+    assert learning_signal(steps(run)) == learning_signal(steps(reference))
+    assert digest(run) == digest(reference)
 
 
 def test_object_store_weight_sync_gives_the_same_run(reference, tmp_path):

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -53,7 +54,23 @@ def test_parquet_round_trip_and_options(tmp_path):
 def test_malformed_parquet(tmp_path):
     (tmp_path / "events.parquet").write_bytes(b"PAR1 this is not parquet")
     (tmp_path / "items.parquet").write_bytes(b"nope")
-    with pytest.raises(DataValidationError, match="cannot read Parquet.*Fix: rewrite"):
+    with pytest.raises(DataValidationError, match=r"events.parquet: not a readable Parquet file of 24 bytes .*"
+                                                  r"Fix: if it was copied or downloaded, copy it again"):
+        load(f"parquet:{tmp_path}")
+
+
+def test_truncated_and_empty_parquet_are_named_and_told_apart(tmp_path):
+    pd.DataFrame({"item_id": np.arange(50), "title": ["t"] * 50}).to_parquet(tmp_path / "items.parquet")
+    whole = (tmp_path / "items.parquet").read_bytes()
+    pd.DataFrame({"user_id": [1], "item_id": [1], "timestamp": [1], "feedback": ["negative"]}).to_parquet(
+        tmp_path / "events.parquet")
+    (tmp_path / "items.parquet").write_bytes(whole[: len(whole) // 2])  # a copy cut short
+    with pytest.raises(DataValidationError, match=rf"items.parquet: not a readable Parquet file of {len(whole) // 2} "
+                                                  "bytes.*a truncated copy reads like this"):
+        load(f"parquet:{tmp_path}")
+    (tmp_path / "items.parquet").write_bytes(whole)
+    (tmp_path / "truth.parquet").write_bytes(b"")  # the optional ground-truth file is checked too
+    with pytest.raises(DataValidationError, match="truth.parquet: not a readable Parquet file of 0 bytes.*empty"):
         load(f"parquet:{tmp_path}")
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from feedback.dataset import FeedbackData
 from feedback.schema import DataReport, validate_events, validate_items
-from feedback.split import SplitConfig, carve_validation, make_split, training_examples
+from feedback.split import SplitConfig, carve_validation, latest_examples, make_split, training_examples
 
 D = 86_400
 T0 = 1_000_000_000
@@ -94,6 +94,15 @@ def test_training_examples_slide_and_clip():
     assert list(e5.ctx_items) == idx([2, 3, 4])  # last 3 events
     # the item-8 example's window [7, 14) stops at the evaluation cutoff: item 9 (day 20) is unseen anyway
     assert [x + 1 for x in u1.iloc[3].future_neg] == [8]
+
+
+def test_latest_examples_keeps_each_users_newest():
+    ex = training_examples(make_split(build(ROWS)), max_context=3)
+    two = latest_examples(ex, 2)
+    # user 1 has examples at items 2, 5, 6, 8 (cut positions 1, 4, 5, 7): the two latest are 6 and 8;
+    # user 3 has one (item 2), kept whole
+    assert [(u, x + 1) for u, x in zip(two["uidx"], two["next_negative"])] == [(0, 6), (0, 8), (2, 2)]
+    assert latest_examples(ex, 0) is ex and len(latest_examples(ex, 9)) == len(ex)
 
 
 def test_unknown_split_method():
