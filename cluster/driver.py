@@ -26,6 +26,7 @@ import numpy as np
 import ray
 from verl.utils.profiler import marked_timer
 
+from cluster.placement import placement_message, where
 from cluster.run_config import RunConfig
 from common.actor_group import ActorGroup, ActorLost
 from common.faults import wait_restarted
@@ -112,9 +113,11 @@ class Driver:
         try:
             ray.get(pg.ready(), timeout=t.placement_timeout_s)
         except ray.exceptions.GetTimeoutError:
-            raise RuntimeError(f"placement group of {len(bundles)} bundles {bundles[0]}… ({t.placement_strategy}) "
-                               f"was not placed within {t.placement_timeout_s}s; the cluster offers "
-                               f"{ray.available_resources()}. Lower topology.* or add nodes.") from None
+            ray.util.remove_placement_group(pg)
+            raise RuntimeError(placement_message(bundles, t.placement_strategy, t.placement_timeout_s)) from None
+        self.nodes = where(pg, t.rollout_actors)
+        log.info("placement (%s) on %d node(s): rollout actors on %s, learner ranks on %s", t.placement_strategy,
+                 len(set(self.nodes["rollout"] + self.nodes["learner"])), self.nodes["rollout"], self.nodes["learner"])
         return pg, lambda i: PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i)
 
     # ------------------------------------------------------------------ one step

@@ -10,8 +10,11 @@ short because Ray's unix sockets cap at 107 characters.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+
+log = logging.getLogger(__name__)
 
 
 def init_local_ray(num_cpus: int, host: str = "127.0.0.1", log_to_driver: bool = False, prefix: str = "cr_"):
@@ -25,3 +28,33 @@ def init_local_ray(num_cpus: int, host: str = "127.0.0.1", log_to_driver: bool =
     ray_constants.ENABLE_RAY_CLUSTER = not loopback
     return ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host=host, _node_ip_address=host,
                     log_to_driver=log_to_driver, _temp_dir=tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+def descendants() -> set[int]:
+    import psutil
+
+    return {c.pid for c in psutil.Process().children(recursive=True)}
+
+
+def shutdown_local_ray(before: set[int], grace_s: float = 10.0) -> None:
+    """`ray.shutdown()`, then SIGKILL to any process this one started since `before` (a `descendants()` taken
+    before `init_local_ray`) that outlives it. Interrupted inside `ray.init`, Ray does not yet know its own
+    node, and its raylet's agents (dashboard, runtime env) outlive the driver, orphaned, for good."""
+    import psutil
+    import ray
+
+    ours = []
+    for pid in descendants() - before:
+        try:
+            ours.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    ray.shutdown()
+    _, alive = psutil.wait_procs(ours, timeout=grace_s)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    if alive:
+        log.warning("killed %d Ray process(es) that outlived ray.shutdown()", len(alive))

@@ -92,7 +92,7 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
     import ray
 
     from cluster.driver import Driver
-    from cluster.ray_local import init_local_ray
+    from cluster.ray_local import descendants, init_local_ray, shutdown_local_ray
     from evaluation.evaluate import evaluate
     from evaluation.model_method import ModelMethod
     from feedback.split import holdout_validation_windows, latest_examples, training_examples, validation_users
@@ -128,6 +128,7 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
     # so that SIGTERM unwinds through the finally below like Ctrl-C does (Ray shut down, one line, exit 143)
     term = signal.getsignal(signal.SIGTERM)
     own = not ray.is_initialized() and not cfg.topology.ray_address  # a local Ray of ours, shut down at the end
+    before = descendants() if own else set()
     mlog = None
     try:
         if not ray.is_initialized():
@@ -157,7 +158,7 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
         if mlog is not None:
             mlog.close()
         if own:  # also when interrupted during ray.init: nothing of a half-started Ray is left behind
-            ray.shutdown()
+            shutdown_local_ray(before)
         _restore_handler(signal.SIGTERM, term)
     import shutil
 

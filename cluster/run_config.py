@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cluster.placement import STRATEGIES
 from feedback.split import SplitConfig
 from reward.scorer import RewardConfig
 from rollout.engine import EngineConfig, SamplingConfig
@@ -26,7 +27,8 @@ class TopologyConfig:
     gpus_per_rollout: float = 0.0
     gpus_per_learner: float = 0.0
     placement_strategy: str = "PACK"
-    """Ray placement-group strategy for the rollout and learner bundles (PACK, SPREAD, STRICT_PACK, …)."""
+    """Ray placement-group strategy for the rollout and learner bundles: PACK, SPREAD (across nodes, best
+    effort), STRICT_PACK (one node) or STRICT_SPREAD (one node per bundle). The run logs where each landed."""
     placement_timeout_s: float = 120.0
     bind_host: str = "127.0.0.1"
     """Where a local Ray and the learners' rendezvous listen; '0.0.0.0' exposes them. A cluster given by
@@ -127,6 +129,8 @@ def validate(cfg: RunConfig) -> None:
         (not unknown_tasks, f"sft.tasks: unknown task(s) {unknown_tasks}; registered: {sorted(TASKS)}"),
         (t.rollout_actors >= 1, f"topology.rollout_actors={t.rollout_actors} must be ≥ 1"),
         (t.learner_ranks >= 1, f"topology.learner_ranks={t.learner_ranks} must be ≥ 1"),
+        (t.placement_strategy in STRATEGIES,
+         f"topology.placement_strategy={t.placement_strategy!r} must be one of {', '.join(STRATEGIES)}"),
         (t.rollout_engine in ("vllm", "hf"), f"topology.rollout_engine={t.rollout_engine!r} must be 'vllm' or 'hf'"),
         (t.cpus_per_actor >= 0 and t.gpus_per_rollout >= 0 and t.gpus_per_learner >= 0,
          "topology.cpus_per_actor / gpus_per_rollout / gpus_per_learner must be ≥ 0"),

@@ -168,6 +168,34 @@ def test_terminated_run_holds_its_dir_and_resumes_to_the_same_model(reference, t
     assert digest(run) == digest(reference)
 
 
+@pytest.mark.parametrize("delay", [2.0, 5.0])
+def test_ctrl_c_while_ray_starts_leaves_no_process(reference, tmp_path, delay):
+    """Ctrl-C soon after GRPO begins lands in `ray.init` or the actors' start: Ray does not yet know its
+    node, and its raylet's agents used to outlive the driver, orphaned."""
+    run, err = seeded_from(reference, tmp_path / "ctrl_c"), tmp_path / "stderr.txt"
+    with open(err, "w") as f:
+        proc = subprocess.Popen(cmd(run, "--resume"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=f,
+                                start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.time() + 300
+        while "[3/5]" not in err.read_text() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGINT)  # the whole foreground group, as a terminal's Ctrl-C
+        assert proc.wait(timeout=120) == 130, err.read_text()[-3000:]
+        left, deadline = _session_members(proc.pid), time.time() + 30
+        while left and time.time() < deadline:
+            time.sleep(1)
+            left = _session_members(proc.pid)
+        assert not left, f"processes outlived the driver: {left}"
+        assert "conrec run: interrupted at GRPO" in err.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for p in _session_members(proc.pid):
+            os.kill(int(p.split()[0]), signal.SIGKILL)
+
+
 def test_object_store_weight_sync_gives_the_same_run(reference, tmp_path):
     run = seeded_from(reference, tmp_path / "object_store")
     p = subprocess.run(cmd(run, "--resume", "grpo.sync_transport=object_store", "grpo.sync_bucket_mb=0.05",
