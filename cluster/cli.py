@@ -52,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
 def user_error(e: BaseException) -> BaseException | None:
     """The user-facing error behind `e` (bad data, config, paths, a failing reward plug-in, also when
     raised inside a Ray actor), whose message already says where and how to fix; None for a bug."""
+    from cluster.placement import PlacementError
     from reward.plugins import PluginError
 
-    kinds = (ValueError, FileNotFoundError, FileExistsError, PluginError)
+    kinds = (ValueError, FileNotFoundError, FileExistsError, PluginError, PlacementError)
     seen = e
     while seen is not None:
         if isinstance(seen, kinds):

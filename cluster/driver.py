@@ -26,7 +26,7 @@ import numpy as np
 import ray
 from verl.utils.profiler import marked_timer
 
-from cluster.placement import placement_message, where
+from cluster.placement import PlacementError, placement_message, where
 from cluster.run_config import RunConfig
 from common.actor_group import ActorGroup, ActorLost
 from common.faults import wait_restarted
@@ -114,7 +114,7 @@ class Driver:
             ray.get(pg.ready(), timeout=t.placement_timeout_s)
         except ray.exceptions.GetTimeoutError:
             ray.util.remove_placement_group(pg)
-            raise RuntimeError(placement_message(bundles, t.placement_strategy, t.placement_timeout_s)) from None
+            raise PlacementError(placement_message(bundles, t.placement_strategy, t.placement_timeout_s)) from None
         self.nodes = where(pg, t.rollout_actors)
         log.info("placement (%s) on %d node(s): rollout actors on %s, learner ranks on %s", t.placement_strategy,
                  len(set(self.nodes["rollout"] + self.nodes["learner"])), self.nodes["rollout"], self.nodes["learner"])

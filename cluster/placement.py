@@ -12,6 +12,10 @@ from collections import Counter
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 
 
+class PlacementError(RuntimeError):
+    """The cluster cannot host the run's topology (a user-facing error: the CLI prints its one line)."""
+
+
 def _fits(bundle: dict, node: dict) -> bool:
     return all(node.get(k, 0.0) >= v for k, v in bundle.items() if v > 0)
 

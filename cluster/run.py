@@ -57,19 +57,28 @@ def stage_sids(cfg: RunConfig, data, run: Path) -> Path:
     return d
 
 
-def stage_sft(cfg: RunConfig, sid_dir: Path, run: Path) -> Path:
+def stage_sft(cfg: RunConfig, split, sid_dir: Path, run: Path) -> Path:
     import yaml
+
+    from feedback.split import save_split, validation_users, without_validation_future
 
     out = run / "sft"
     if (out / "final" / "conrec.json").exists():
         return out / "final"
     WHERE["stage"] = f"SFT ({out})"
     log.info("[2/5] SFT → %s", out)
-    # the curriculum's validation users' last windows stay out of SFT too (grpo.val_holdout), so the stage
-    # acceptance compares GRPO against a model that has not memorised what it is validated on
-    hold = (cfg.grpo.val_users or -1) if cfg.grpo.val_holdout else 0
+    if not (out / "split" / "split.json").exists():
+        if cfg.grpo.val_holdout:
+            # the curriculum's validation users' last windows stay out of SFT too, so the stage acceptance
+            # compares GRPO against a model that has not memorised what it is validated on
+            val = validation_users(split, cfg.grpo.val_users, cfg.split.seed)
+            n0 = len(split.train)
+            split = without_validation_future(split, val)
+            log.info("SFT: %d of %d training events (the %d validation users' windows held out)",
+                     len(split.train), n0, len(val.test))
+        save_split(split, out / "split")  # the SFT process reads it: no second load and split of the data
     sft = replace(cfg.sft, data=cfg.data, sid_dir=str(sid_dir), run_dir=str(out), split=cfg.split,
-                  holdout_validation=hold)
+                  split_dir=str(out / "split"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "sft.yaml").write_text(yaml.safe_dump(to_dict(sft)))
     # its own process: DeepSpeed's torch.distributed must not live in the driver. subprocess.run kills it
@@ -230,7 +239,7 @@ def run_pipeline(cfg: RunConfig, resume: bool = False, loaded=None, sid_dir: Pat
 
     index = SidIndex.load(sid_dir)
     index.check_catalogue(data.items["item_id"].to_numpy())  # a resumed run on other data
-    sft_dir = stage_sft(cfg, sid_dir, run)
+    sft_dir = stage_sft(cfg, split, sid_dir, run)
     models = {"sft_only": sft_dir}
     records = []
     if cfg.run_grpo:

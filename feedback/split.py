@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -84,6 +85,40 @@ class Split:
     def describe(self) -> dict:
         return {"method": self.config.method, "n_train_events": int(len(self.train)),
                 "n_test_users": int(len(self.test)), "config": asdict(self.config)}
+
+
+def save_split(split: Split, out: str | Path) -> Path:
+    """Write a split for another process to read with `load_split`, exactly: data/ (the `parquet:` format),
+    train.parquet, test.parquet and split.json, each written atomically (split.json last, as the marker)."""
+    from common.atomic import write_json_atomic, write_parquet_atomic
+
+    out = Path(out)
+    split.data.save(out / "data")
+    write_parquet_atomic(split.train, out / "train.parquet")
+    write_parquet_atomic(split.test, out / "test.parquet")
+    write_json_atomic({"name": split.data.name, "category_columns": split.data.category_columns, **split.describe()},
+                      out / "split.json")
+    return out
+
+
+def load_split(folder: str | Path) -> Split:
+    """The split `save_split` wrote: the same events, indexes, training events and test rows."""
+    import json
+
+    from feedback.loaders import load
+
+    folder = Path(folder)
+    if not (folder / "split.json").exists():
+        raise FileNotFoundError(f"{folder} holds no saved split (split.json is missing): write it with save_split "
+                                "or `conrec data split --out`")
+    meta = json.loads((folder / "split.json").read_text())
+    data = load(f"parquet:{folder / 'data'}")
+    data = replace(data, name=meta.get("name", data.name), category_columns=meta.get("category_columns", []))
+    train, test = pd.read_parquet(folder / "train.parquet"), pd.read_parquet(folder / "test.parquet")
+    for col in test.columns:  # list-valued labels come back as object arrays of arrays: keep numpy int64
+        if test[col].dtype == object and len(test) and isinstance(test[col].iat[0], np.ndarray):
+            test[col] = [np.asarray(v, dtype=np.int64) for v in test[col]]
+    return Split(data=data, config=SplitConfig(**meta["config"]), train=train, test=test)
 
 
 def _cut_positions(ev: pd.DataFrame, cfg: SplitConfig) -> tuple[np.ndarray, np.ndarray, int | None]:

@@ -6,7 +6,15 @@ import pytest
 
 from feedback.dataset import FeedbackData
 from feedback.schema import DataReport, validate_events, validate_items
-from feedback.split import SplitConfig, carve_validation, latest_examples, make_split, training_examples
+from feedback.split import (
+    SplitConfig,
+    carve_validation,
+    latest_examples,
+    load_split,
+    make_split,
+    save_split,
+    training_examples,
+)
 
 D = 86_400
 T0 = 1_000_000_000
@@ -103,6 +111,24 @@ def test_latest_examples_keeps_each_users_newest():
     # user 3 has one (item 2), kept whole
     assert [(u, x + 1) for u, x in zip(two["uidx"], two["next_negative"])] == [(0, 6), (0, 8), (2, 2)]
     assert latest_examples(ex, 0) is ex and len(latest_examples(ex, 9)) == len(ex)
+
+
+def test_saved_split_reads_back_exactly(tmp_path):
+    """`conrec run` hands its split to the SFT process this way: the same events, indexes and labels."""
+    from feedback.loaders import load
+
+    s = make_split(load("synthetic:users=40,items=50,days=15,seed=2"), SplitConfig(horizon_days=5.0))
+    back = load_split(save_split(s, tmp_path / "split"))
+    assert back.config == s.config and back.data.category_columns == s.data.category_columns
+    pd.testing.assert_frame_equal(back.train, s.train)
+    pd.testing.assert_frame_equal(back.data.items, s.data.items)
+    assert list(back.data.user_ids) == list(s.data.user_ids)
+    for col in s.test.columns:
+        assert all(np.array_equal(a, b) for a, b in zip(back.test[col], s.test[col])), col
+    a, b = training_examples(s), training_examples(back)
+    assert all(np.array_equal(x, y) for col in a.columns for x, y in zip(a[col], b[col]))
+    with pytest.raises(FileNotFoundError, match="holds no saved split"):
+        load_split(tmp_path)
 
 
 def test_unknown_split_method():

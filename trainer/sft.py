@@ -47,6 +47,10 @@ class SFTConfig:
     run_dir: str = "runs/sft"
     model: ModelConfig = field(default_factory=ModelConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    split_dir: str = ""
+    """A split saved by `feedback.split.save_split` (`conrec run` writes RUN/sft/split): read instead of loading
+    `data` and splitting it again. Its training events are used as they are (`holdout_validation` is not
+    applied again: the writer already did)."""
     holdout_validation: int = 0
     """Leave out of every task the events of the curriculum's validation users from their validation cutoff
     on (feedback.split.validation_users: N sampled users, -1 = all of them; 0 = hold nothing out).
@@ -145,12 +149,17 @@ class SFTData:
 def prepare(cfg: SFTConfig):
     """Data, split, SIDs, examples, tokenizer and model for a run (deterministic by cfg.seed)."""
     from feedback.loaders import load
-    from feedback.split import make_split, training_examples
+    from feedback.split import load_split, make_split, training_examples
     from sid.index import SidIndex
 
-    data = load(cfg.data)
-    split = make_split(data, cfg.split)
-    if cfg.holdout_validation:
+    if cfg.split_dir:  # the parent's split, as it was made (and held out) there
+        split = load_split(cfg.split_dir)
+        data = split.data
+        log.info("SFT: the split in %s (%d training events)", cfg.split_dir, len(split.train))
+    else:
+        data = load(cfg.data)
+        split = make_split(data, cfg.split)
+    if cfg.holdout_validation and not cfg.split_dir:
         from feedback.split import validation_users, without_validation_future
 
         val = validation_users(split, max(cfg.holdout_validation, 0), cfg.split.seed)
