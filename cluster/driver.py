@@ -26,7 +26,7 @@ import numpy as np
 import ray
 from verl.utils.profiler import marked_timer
 
-from cluster.placement import PlacementError, placement_message, where
+from cluster.placement import PlacementError, placement_message, unseen_from, where
 from cluster.run_config import RunConfig
 from common.actor_group import ActorGroup, ActorLost
 from common.faults import wait_restarted
@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 def stage_dir_name(stage: str, attempt: int = 0) -> str:
     """The folder under RUN/grpo holding a curriculum stage's weights ('start' = the SFT policy)."""
     return "stage_start" if stage == "start" else f"stage_{stage}_try{attempt}"
+
+
+def _alive_nodes() -> set[str]:
+    return {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
 
 
 class LearnerLost(RuntimeError):
@@ -68,6 +72,14 @@ class Driver:
                                    num_cpus_per_worker=t.cpus_per_actor)
         self.model_dir = model_dir
         self.pg, self.place = self._placement_group()
+        n = t.rollout_actors + t.learner_ranks
+        blind = unseen_from(Path(cfg.run_dir) / "grpo", self.place, n)
+        if blind:
+            where_ = [f"{'rollout actor' if i < t.rollout_actors else 'learner rank'} "
+                      f"{i if i < t.rollout_actors else i - t.rollout_actors}" for i in blind]
+            raise FileNotFoundError(f"run_dir {cfg.run_dir} is not visible from the node(s) of {', '.join(where_)}: "
+                                    "models and checkpoints pass through it, so it must be on storage every node "
+                                    "mounts (a shared file system), at the same absolute path")
         # Ray restarts a dead rollout actor; the driver (not Ray) resubmits its shard after giving it weights
         self.rollouts = ActorGroup("rollout actor", [
             RolloutActor.options(num_cpus=t.cpus_per_actor, num_gpus=t.gpus_per_rollout,
@@ -82,7 +94,8 @@ class Driver:
                                  g.learner.zero_stage == 3, g.sync_backend)
         self.rng = np.random.default_rng(cfg.seed)
         self.step = 0
-        self.faults = {"fault/rollout_restarts": 0, "fault/learner_restarts": 0}
+        self.faults = {"fault/rollout_restarts": 0, "fault/learner_restarts": 0, "fault/node_losses": 0}
+        self.start_nodes = _alive_nodes()
 
     def _start_learners(self) -> None:
         """One actor per rank in its bundle; a fresh rendezvous port each time (a rebuilt group too)."""
@@ -109,6 +122,7 @@ class Driver:
             return {"CPU": t.cpus_per_actor, **({"GPU": gpus} if gpus else {})}
 
         bundles = [bundle(t.gpus_per_rollout)] * t.rollout_actors + [bundle(t.gpus_per_learner)] * t.learner_ranks
+        self.bundles = bundles
         pg = placement_group(bundles, strategy=t.placement_strategy)
         try:
             ray.get(pg.ready(), timeout=t.placement_timeout_s)
@@ -140,6 +154,7 @@ class Driver:
         m["reward/group_std"] = float(batch.rewards.reshape(-1, batch.group_size).std(1).mean())
         m["rollout/dropped_groups"] = drop
         m.update(timing)
+        self._count_node_losses()
         m.update({k: float(v) for k, v in self.faults.items()})
         self.step += 1
         return m
@@ -250,6 +265,16 @@ class Driver:
             return self.learners.call(method, args)
         except ActorLost as e:
             raise LearnerLost(f"learner rank {e.index} was lost during {method} at step {self.step + 1}") from e
+        except ray.exceptions.RayTaskError as e:
+            # a rank whose peer vanished (its node lost) fails in the collective before Ray reports the peer
+            # dead; a collective error is a RuntimeError, so only those wait for the GCS's verdict
+            if not isinstance(e.cause, RuntimeError):
+                raise
+            down = _not_alive(self.learners.actors, self.cfg.topology.lost_member_grace_s)
+            if not down:
+                raise
+            raise LearnerLost(f"learner rank {down[0]} was lost during {method} at step {self.step + 1} (a peer "
+                              f"saw: {str(e.cause).splitlines()[0][:160]})") from e
 
     def verify_sync(self, prompts: list) -> bool:
         """Each rollout engine's greedy codes must equal the learner's: same weights, same constraint."""
@@ -269,7 +294,7 @@ class Driver:
         except Exception as e:
             # a dead member surfaces as its own ActorDiedError or as a peer's broken collective, in either
             # order; the GCS's view of the actors decides
-            down = _not_alive(self.learners.actors + self.rollouts.actors)
+            down = _not_alive(self.learners.actors + self.rollouts.actors, self.cfg.topology.lost_member_grace_s)
             if any(i < len(self.learners) for i in down):
                 raise LearnerLost(f"learner rank {min(down)} was lost during weight sync at step "
                                   f"{self.step + 1}") from e
@@ -389,12 +414,28 @@ class Driver:
                     err, self.faults["fault/learner_restarts"])
         for a in self.learners:
             ray.kill(a, no_restart=True)
+        self._count_node_losses()
+        # a lost node takes its bundles with it; Ray places them again if the surviving nodes can hold them
+        if not self.pg.wait(t.placement_timeout_s):
+            raise PlacementError(placement_message(self.bundles, t.placement_strategy, t.placement_timeout_s,
+                                                   again=True) +
+                                 f" The checkpoints under {run / 'checkpoints'} are intact: once the cluster has "
+                                 "them, continue with `conrec run --config ... --resume`") from err
         self._start_learners()
         self.weights.reset(self.learners, self.rollouts)
         st = self._load_state(run)
         if st is None:
             raise RuntimeError(f"{err}, and no checkpoint under {run / 'checkpoints'} verifies") from err
         return st
+
+    def _count_node_losses(self) -> None:
+        """`fault/node_losses`: nodes alive when the run started that are gone now (warned once each)."""
+        lost = self.start_nodes - _alive_nodes()
+        if len(lost) > self.faults["fault/node_losses"]:
+            log.warning("%d Ray node(s) of the %d the run started on are gone (%s); their actors are placed again "
+                        "on the surviving nodes", len(lost), len(self.start_nodes),
+                        ", ".join(sorted(n[:8] for n in lost)))
+        self.faults["fault/node_losses"] = len(lost)
 
     def _checkpoint(self, run: Path, st: dict) -> None:
         """Learner state (all ranks: weights, optimizer, scheduler) + driver state, manifest written last."""

@@ -48,14 +48,15 @@ def unmet(bundles: list[dict], strategy: str, nodes: list[dict]) -> str:
     return ""
 
 
-def placement_message(bundles: list[dict], strategy: str, timeout_s: float) -> str:
-    """The error for a placement group Ray did not place in time: what is missing, and what to change."""
+def placement_message(bundles: list[dict], strategy: str, timeout_s: float, again: bool = False) -> str:
+    """The error for a placement group Ray did not place in time (`again`: place again after a node was lost):
+    what is missing, and what to change."""
     import ray
 
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     why = unmet(bundles, strategy, nodes)
     head = (f"placement group of {len(bundles)} bundles ({_fmt(bundles[0]) if bundles else ''} each, "
-            f"{strategy}) was not placed within {timeout_s:g}s")
+            f"{strategy}) was not placed {'again after a node was lost ' if again else ''}within {timeout_s:g}s")
     if why:
         return f"{head}: {why}. Lower topology.rollout_actors / learner_ranks / *_per_*, or add nodes."
     keys = {k for b in bundles for k in b}
@@ -71,3 +72,29 @@ def where(pg, n_rollout: int) -> dict[str, list[str]]:
     b2n = placement_group_table(pg)["bundles_to_node_id"]
     ids = [str(b2n[i])[:8] for i in range(len(b2n))]
     return {"rollout": ids[:n_rollout], "learner": ids[n_rollout:]}
+
+
+def unseen_from(folder, place, n_bundles: int) -> list[int]:
+    """Bundles whose node cannot see `folder` (an absolute path): a probe file is written there and each
+    bundle's node is asked whether it exists. Checkpoints and models travel through the run directory, so
+    it must be on storage every node mounts."""
+    import uuid
+    from pathlib import Path
+
+    import ray
+
+    probe = Path(folder) / f".shared_probe_{uuid.uuid4().hex[:12]}"
+    probe.parent.mkdir(parents=True, exist_ok=True)
+    probe.write_text("conrec")
+    try:
+        exists = ray.remote(num_cpus=0)(_exists)
+        seen = ray.get([exists.options(scheduling_strategy=place(i)).remote(str(probe)) for i in range(n_bundles)])
+    finally:
+        probe.unlink(missing_ok=True)
+    return [i for i, ok in enumerate(seen) if not ok]
+
+
+def _exists(path: str) -> bool:
+    import os
+
+    return os.path.exists(path)

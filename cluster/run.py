@@ -144,6 +144,8 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             if cfg.topology.ray_address:
                 env = {LOG_ENV: str(Path(os.environ[LOG_ENV]).resolve())} if LOG_ENV in os.environ else {}
+                # armed fault hooks (common/faults.py) reach the actors on every node, as a local Ray's do
+                env.update({k: v for k, v in os.environ.items() if k.startswith(("CONREC_FAULT_", "CONREC_HOLD_"))})
                 ray.init(address=cfg.topology.ray_address, runtime_env={"env_vars": env},
                          log_to_driver=LOG_ENV not in os.environ)
             else:
@@ -152,7 +154,9 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
                                log_to_driver=LOG_ENV not in os.environ, prefix="cr_run_")
         _restore_handler(signal.SIGTERM, term)
         mlog = MetricsLog(run / "grpo", append=resume)
-        driver = Driver(cfg, examples, gt, index, str(sft_dir), str(sid_dir), mlog)
+        # actors on other nodes (and their working directories) get absolute paths
+        driver = Driver(replace(cfg, run_dir=str(Path(cfg.run_dir).resolve())), examples, gt, index,
+                        str(Path(sft_dir).resolve()), str(Path(sid_dir).resolve()), mlog)
         if cfg.grpo.validate_on == "engines":
             def validate(model_dir: Path) -> np.ndarray:  # the engines hold the weights just saved
                 return driver.engine_validation(val, cfg.k, cfg.sft.context)

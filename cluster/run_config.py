@@ -37,6 +37,10 @@ class TopologyConfig:
     """A rollout actor that dies is restarted by Ray up to this many times; its shard is regenerated."""
     max_learner_restarts: int = 1
     """A lost learner rank ends the step; the group is rebuilt from the last checkpoint this many times."""
+    lost_member_grace_s: float = 45.0
+    """A collective that fails (a learner update, a weight sync) may be a survivor's view of a lost peer: this
+    long the driver waits for Ray to report which member died before treating the error as the method's
+    own. A dead process is noticed at once; a lost node only after Ray's health checks (≈ 15-30 s)."""
 
 
 @dataclass

@@ -4,6 +4,9 @@
 `CONREC_FAULT_<POINT>` names an existing file, the first process to reach the point removes the file
 and dies at once (`os._exit`, as an OOM kill or a lost node would), so each armed fault fires once.
 Points: `rollout_generate`, `rollout_sync`, `reward_score`, `learner_update`. Unarmed, a hook is one dict lookup.
+
+`CONREC_HOLD_<POINT>` naming an existing file holds every process that reaches the point until the file is
+removed (each writes `<file>.<pid>` on arrival): a test can then take a whole node away mid-call.
 """
 
 from __future__ import annotations
@@ -15,6 +18,12 @@ import ray
 
 
 def maybe_fail(point: str) -> None:
+    hold = os.environ.get(f"CONREC_HOLD_{point.upper()}")
+    if hold and os.path.exists(hold):
+        with open(f"{hold}.{os.getpid()}", "w") as f:
+            f.write(point)
+        while os.path.exists(hold):
+            time.sleep(0.1)
     path = os.environ.get(f"CONREC_FAULT_{point.upper()}")
     if not path:
         return

@@ -1,7 +1,9 @@
 """The reward server: a pool of Ray actors that score rollout batches.
 
 The ground truth and the SID index go into the object store once and reach every actor by
-reference at construction; a call ships only sample ids and generated outputs. A batch is split
+reference in a `load` call after construction (and again after a restart: a constructor argument
+from the object store is one Ray warns about for restartable actors); a scoring call ships only
+sample ids and generated outputs. A batch is split
 into one contiguous shard of whole groups per actor, scored in parallel, and merged back in order. A batch has a
 deadline. An actor that dies mid-batch is restarted by Ray (`max_restarts`) and only its shard is
 resubmitted, so no sample is lost or scored twice; every restart is logged and counted
@@ -31,35 +33,39 @@ class RewardTimeout(TimeoutError):
 
 @ray.remote
 class RewardWorker:
-    def __init__(self, cfg: RewardConfig, gt: GroundTruth, index, token_to_code=None):
+    def __init__(self, cfg: RewardConfig):
         import os
 
         from common.logs import redirect_worker_output
 
         if redirect_worker_output(f"reward-pid{os.getpid()}") is None:
             logging.basicConfig(level=logging.INFO)
-        self.scorer = RewardScorer(cfg, gt, index, token_to_code)
+        self.cfg, self.scorer = cfg, None
+
+    def ready(self) -> bool:
+        return True
+
+    def load(self, gt: GroundTruth, index, token_to_code=None) -> int:
+        self.scorer = RewardScorer(self.cfg, gt, index, token_to_code)
+        return len(gt)
 
     def score(self, sample_ids, outputs, group_size: int = 1) -> dict:
         maybe_fail("reward_score")
         return self.scorer.score(sample_ids, outputs, group_size)
-
-    def ping(self) -> int:
-        return len(self.scorer.gt)
 
 
 class RewardServer:
     def __init__(self, cfg: RewardConfig, gt: GroundTruth, index, token_to_code: np.ndarray | None = None,
                  num_cpus_per_worker: float = 0.5):
         self.cfg = cfg
-        # held for the server's lifetime: a restarted actor is rebuilt from these same object-store refs
-        self._refs = refs = [ray.put(x) for x in (gt, index, token_to_code)]
-        # Ray restarts a dead actor; the server, not Ray, resubmits the lost shard, so it can count it
+        # held for the server's lifetime: a restarted actor is loaded again from these same object-store refs
+        self._refs = [ray.put(x) for x in (gt, index, token_to_code)]
+        # Ray restarts a dead actor; the server, not Ray, loads it and resubmits the lost shard, and counts it
         opts = dict(num_cpus=num_cpus_per_worker, max_restarts=cfg.max_restarts, max_task_retries=0)
-        self.workers = ActorGroup("reward actor", [RewardWorker.options(**opts).remote(cfg, *refs)
+        self.workers = ActorGroup("reward actor", [RewardWorker.options(**opts).remote(cfg)
                                                    for _ in range(cfg.num_workers)],
-                                  max_restarts=cfg.max_restarts, restart_timeout_s=cfg.batch_timeout_s, probe="ping")
-        self.workers.call_all("ping", timeout_s=cfg.batch_timeout_s)
+                                  max_restarts=cfg.max_restarts, restart_timeout_s=cfg.batch_timeout_s, probe="ready")
+        self.workers.call_all("load", *self._refs, timeout_s=cfg.batch_timeout_s)
         self.restarts = 0
 
     def score(self, sample_ids, outputs, group_size: int = 1) -> dict:
@@ -77,6 +83,7 @@ class RewardServer:
             self.restarts += 1
             log.warning("reward actor %d died scoring samples [%d, %d) (%s); restart %d, resubmitting its shard",
                         i, bounds[i], bounds[i + 1], type(e).__name__, self.restarts)
+            ray.get(self.workers[i].load.remote(*self._refs), timeout=self.cfg.batch_timeout_s)
 
         try:
             parts = self.workers.call("score", args, on_restart=restarted, timeout_s=self.cfg.batch_timeout_s)

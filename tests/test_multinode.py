@@ -1,8 +1,13 @@
 """Several Ray nodes on one machine (`ray.cluster_utils.Cluster`, Ray's own test utility): `conrec run` joins
 the cluster through `topology.ray_address`, places its bundles by `topology.placement_strategy` (checked from
 Ray's actor table), leaves no actor alive after it ends, and a placement the nodes cannot meet fails within
-the timeout naming what is missing."""
+the timeout naming what is missing. A worker node removed mid-step (its raylet and every process on it) with a
+learner rank on it: the run rebuilds the learner group on the surviving nodes and ends with the same model,
+bit for bit; when the topology cannot be met any more, it stops with one line saying what is missing and how
+to resume."""
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -67,10 +72,7 @@ def test_strict_spread_puts_each_bundle_on_its_own_node(cluster, spread_run):
 
 def test_placement_the_nodes_cannot_meet_fails_in_time_naming_what_is_missing(cluster, spread_run, tmp_path):
     c, _ = cluster
-    run = tmp_path / "too_wide"
-    run.mkdir()
-    shutil.copytree(spread_run[0] / "sid", run / "sid")
-    shutil.copytree(spread_run[0] / "sft" / "final", run / "sft" / "final")
+    run = seeded(spread_run[0], tmp_path / "too_wide")
     p = conrec(run, c.address, "--resume", "topology.rollout_actors=2", "topology.learner_ranks=2",
                "topology.placement_strategy=STRICT_SPREAD", "topology.placement_timeout_s=10", timeout=300)
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-3000:]
@@ -80,3 +82,78 @@ def test_placement_the_nodes_cannot_meet_fails_in_time_naming_what_is_missing(cl
     while any(a["State"] == "ALIVE" for a in c.global_state.actor_table(None).values()) and time.time() < deadline:
         time.sleep(1)
     assert not any(a["State"] == "ALIVE" for a in c.global_state.actor_table(None).values())
+
+
+def seeded(src, run):
+    run.mkdir()
+    shutil.copytree(src / "sid", run / "sid")
+    shutil.copytree(src / "sft" / "final", run / "sft" / "final")
+    return run
+
+
+def lose_a_learner_node(c, hold, proc):
+    """Once both learner ranks are held inside their first update, remove a worker node hosting one."""
+    deadline = time.time() + 600
+    while len(list(hold.parent.glob(hold.name + ".*"))) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    hosts = {a["Address"]["NodeID"] for a in actors(c, "LearnerActor") if a["State"] == "ALIVE"}
+    node = next(n for n in c.worker_nodes if n.node_id in hosts)
+    c.remove_node(node, allow_graceful=False)
+    hold.unlink()
+    return node
+
+
+def restore(c):
+    c.add_node(num_cpus=3)
+    c.wait_for_nodes()
+
+
+def digest(run) -> str:
+    return hashlib.sha256((run / "final" / "model.safetensors").read_bytes()).hexdigest()
+
+
+def test_lost_node_with_a_learner_rank_is_survived(cluster, spread_run, tmp_path):
+    c, _ = cluster
+    run, hold = seeded(spread_run[0], tmp_path / "node_lost"), tmp_path / "hold"
+    hold.touch()
+    cmd = [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"), f"run_dir={run}",
+           *ARGS, ONE_STAGE, f"topology.ray_address={c.address}", "--resume", "topology.rollout_actors=1",
+           "topology.learner_ranks=2", "topology.placement_strategy=SPREAD"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "CONREC_HOLD_LEARNER_UPDATE": str(hold)})
+    try:
+        lose_a_learner_node(c, hold, proc)
+        _, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        restore(c)
+    assert proc.returncode == 0, err[-5000:]
+    assert "rebuilding the learner group" in err and "Ray node(s) of the 3 the run started on are gone" in err
+    rows = [json.loads(x) for x in (run / "grpo" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["fault/node_losses"] == 1 and rows[-1]["fault/learner_restarts"] == 1
+    assert json.loads((run / "report.json").read_text())["faults"]["fault/node_losses"] == 1
+    assert digest(run) == digest(spread_run[0])  # the lost step replayed from the checkpoint, same seeds
+
+
+def test_lost_node_the_topology_cannot_spare_stops_with_one_line(cluster, spread_run, tmp_path):
+    c, _ = cluster
+    run, hold = seeded(spread_run[0], tmp_path / "node_lost_strict"), tmp_path / "hold"
+    hold.touch()
+    cmd = [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"), f"run_dir={run}",
+           *ARGS, ONE_STAGE, f"topology.ray_address={c.address}", "--resume", "topology.rollout_actors=1",
+           "topology.learner_ranks=2", "topology.placement_strategy=STRICT_SPREAD", "topology.placement_timeout_s=15"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "CONREC_HOLD_LEARNER_UPDATE": str(hold)})
+    try:
+        lose_a_learner_node(c, hold, proc)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        restore(c)
+    assert proc.returncode == 2 and "Traceback" not in err, err[-5000:]
+    assert re.search(r"conrec run: error: placement group of 3 bundles .* was not placed again after a node was lost "
+                     r"within 15s: STRICT_SPREAD needs 3 nodes .*; 2 of the 2 alive nodes have it\..*continue with "
+                     r"`conrec run --config \.\.\. --resume`", err), err[-3000:]
