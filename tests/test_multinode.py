@@ -4,7 +4,7 @@ Ray's actor table), leaves no actor alive after it ends, and a placement the nod
 the timeout naming what is missing. A worker node removed mid-step (its raylet and every process on it) with a
 learner rank on it: the run rebuilds the learner group on the surviving nodes and ends with the same model,
 bit for bit; when the topology cannot be met any more, it stops with one line saying what is missing and how
-to resume."""
+to resume (these two are `slow`: `./scripts/test -m slow tests/test_multinode.py`, ≈ 3 min here)."""
 
 import hashlib
 import json
@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from common.net import free_port
 from tests.conftest import ROOT
 from tests.test_faults import ARGS
 
@@ -30,9 +31,15 @@ def cluster():
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 3})
+    port = free_port()
+    # the dashboard on the head serves `ray job submit`
+    # (its job agent on a port of its own: another Ray on the machine may hold the default 52365)
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 3, "include_dashboard": True,
+                                                      "dashboard_host": "127.0.0.1", "dashboard_port": port,
+                                                      "dashboard_agent_listen_port": free_port()})
     workers = [c.add_node(num_cpus=3) for _ in range(2)]
     c.wait_for_nodes()
+    c.dashboard_url = f"http://127.0.0.1:{port}"
     yield c, workers
     c.shutdown()
 
@@ -113,6 +120,7 @@ def digest(run) -> str:
     return hashlib.sha256((run / "final" / "model.safetensors").read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_lost_node_with_a_learner_rank_is_survived(cluster, spread_run, tmp_path):
     c, _ = cluster
     run, hold = seeded(spread_run[0], tmp_path / "node_lost"), tmp_path / "hold"
@@ -137,6 +145,7 @@ def test_lost_node_with_a_learner_rank_is_survived(cluster, spread_run, tmp_path
     assert digest(run) == digest(spread_run[0])  # the lost step replayed from the checkpoint, same seeds
 
 
+@pytest.mark.slow
 def test_lost_node_the_topology_cannot_spare_stops_with_one_line(cluster, spread_run, tmp_path):
     c, _ = cluster
     run, hold = seeded(spread_run[0], tmp_path / "node_lost_strict"), tmp_path / "hold"
@@ -157,3 +166,65 @@ def test_lost_node_the_topology_cannot_spare_stops_with_one_line(cluster, spread
     assert re.search(r"conrec run: error: placement group of 3 bundles .* was not placed again after a node was lost "
                      r"within 15s: STRICT_SPREAD needs 3 nodes .*; 2 of the 2 alive nodes have it\..*continue with "
                      r"`conrec run --config \.\.\. --resume`", err), err[-3000:]
+
+
+def ray_job(c, *args, timeout=900):
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    deadline = time.time() + 120
+    while True:
+        p = subprocess.run([ray_cli, "job", *args[:1], "--address", c.dashboard_url, *args[1:]], cwd=ROOT,
+                           capture_output=True, text=True, timeout=timeout)
+        # the head's job agent registers a little after the node is up
+        if "No available agent to submit job" not in p.stderr or time.time() > deadline:
+            return p
+        time.sleep(2)
+
+
+def job_entry(run, *extra) -> list[str]:
+    # the job runs `python -m cluster.launch` in its uploaded copy of the working directory (`ray job submit`
+    # quotes each argument for the shell)
+    return [sys.executable, "-m", "cluster.launch", "--config", "configs/demo.yaml", f"run_dir={run}", *ARGS,
+            "--resume", "topology.rollout_actors=1", "topology.learner_ranks=2", *extra]
+
+
+@pytest.mark.slow
+def test_ray_job_submit_logs_and_stop(cluster, spread_run, tmp_path):
+    """The way users launch: `ray job submit --working-dir .` against the cluster, `ray job logs`, and
+    `ray job stop` mid-GRPO leaving no actor of the run alive and no process of the job behind."""
+    c, _ = cluster
+    run = seeded(spread_run[0], tmp_path / "job")
+    p = ray_job(c, "submit", "--working-dir", str(ROOT), "--submission-id", "conrec-ok", "--",
+                *job_entry(run, ONE_STAGE))
+    assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+    logs = ray_job(c, "logs", "conrec-ok").stdout
+    assert "[3/5] progressive GRPO on Ray" in logs and f"report: {run}/report.md" in logs, logs[-3000:]
+    assert digest(run) == digest(spread_run[0])
+
+    run = seeded(spread_run[0], tmp_path / "job_stop")
+    many = "curriculum.stages=[{name: neg_all, context_mode: neg_all, steps: 500}]"
+    p = ray_job(c, "submit", "--no-wait", "--working-dir", str(ROOT), "--submission-id", "conrec-stop", "--",
+                *job_entry(run, many), timeout=300)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+    target, deadline = run / "grpo" / "checkpoints" / "step_000002" / "manifest.json", time.time() + 600
+    while not target.exists() and time.time() < deadline:
+        time.sleep(0.5)
+    assert target.exists(), ray_job(c, "logs", "conrec-stop").stdout[-3000:]
+    assert ray_job(c, "stop", "conrec-stop", timeout=300).returncode == 0
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        alive = [a["ActorClassName"] for a in c.global_state.actor_table(None).values()
+                 if a["State"] == "ALIVE" and not a["ActorClassName"].endswith("JobSupervisor")]
+        left = [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline(pid).count(str(run))]
+        if not alive and not left:
+            break
+        time.sleep(1)
+    assert not alive and not left, (alive, left)
+    assert "was stopped" in ray_job(c, "status", "conrec-stop").stdout
+    assert "conrec run: interrupted at GRPO" in ray_job(c, "logs", "conrec-stop").stdout
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
