@@ -26,8 +26,10 @@ def init_local_ray(num_cpus: int, host: str = "127.0.0.1", log_to_driver: bool =
     # read at import by Ray's processes (env, inherited) and already imported here (the constant)
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0" if loopback else "1"
     ray_constants.ENABLE_RAY_CLUSTER = not loopback
+    # a quiet run (workers' output to RUN/logs) keeps Ray's own INFO lines ("Started a local Ray instance") off too
     return ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host=host, _node_ip_address=host,
-                    log_to_driver=log_to_driver, _temp_dir=tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+                    log_to_driver=log_to_driver, logging_level=logging.INFO if log_to_driver else logging.WARNING,
+                    _temp_dir=tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
 
 
 def descendants() -> set[int]:

@@ -86,7 +86,13 @@ def stage_sft(cfg: RunConfig, split, sid_dir: Path, run: Path) -> Path:
     cmd = [sys.executable, "-m", "trainer.sft", "--config", str(out / "sft.yaml")]
     if (out / "checkpoints").exists():
         cmd.append("--resume")
-    rc = subprocess.run(cmd).returncode
+    if LOG_ENV in os.environ:  # quiet: library prints on the child's stdout (DeepSpeed's op builder) go to RUN/logs
+        logs = Path(os.environ[LOG_ENV])
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / "sft.stdout.log", "a") as f:
+            rc = subprocess.run(cmd, stdout=f).returncode
+    else:
+        rc = subprocess.run(cmd).returncode
     if rc in (130, -2):  # Ctrl-C reached the child first (it is in the terminal's process group too)
         raise KeyboardInterrupt
     if rc in (143, -15):
@@ -147,7 +153,8 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
                 # armed fault hooks (common/faults.py) reach the actors on every node, as a local Ray's do
                 env.update({k: v for k, v in os.environ.items() if k.startswith(("CONREC_FAULT_", "CONREC_HOLD_"))})
                 ray.init(address=cfg.topology.ray_address, runtime_env={"env_vars": env},
-                         log_to_driver=LOG_ENV not in os.environ)
+                         log_to_driver=LOG_ENV not in os.environ,
+                         logging_level=logging.WARNING if LOG_ENV in os.environ else logging.INFO)
             else:
                 # workers' output goes to RUN/logs unless -v (common/logs.py); then Ray streams it to the console
                 init_local_ray(max(2, os.cpu_count() or 2), cfg.topology.bind_host,

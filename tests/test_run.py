@@ -41,6 +41,10 @@ def test_conrec_run_tiny(tmp_path):
     # quiet by default: the actors' output (vLLM, DeepSpeed) is in RUN/logs/, not on the console
     assert "(RolloutActor pid=" not in proc.stderr and "(LearnerActor pid=" not in proc.stderr, proc.stderr[-3000:]
     assert "RotaryEmbedding" not in proc.stderr
+    # nor Ray's start-up line, Ray's reward-actor argument warning, or DeepSpeed's op-builder print in SFT
+    console = proc.stdout + proc.stderr
+    for line in ("Started a local Ray instance", "constructor arguments in the object store", "built successfully"):
+        assert line not in console, line
     logs = {f.name.split("-")[0]: f for f in (run / "logs").glob("*.log")}
     assert {"rollout", "learner", "reward"} <= set(logs), sorted(logs)
     assert "vllm" in logs["rollout"].read_text().lower()
