@@ -64,6 +64,9 @@ CLI_CASES = {
     "no rollout actors": (lambda t: _run(t, "topology.rollout_actors=0"), r"topology.rollout_actors=0 must be ≥ 1"),
     "misspelt rollout engine": (lambda t: _run(t, "topology.rollout_engine=vlm"),
                                 r"topology.rollout_engine='vlm' must be 'vllm' or 'hf'"),
+    "misspelt placement strategy": (lambda t: _run(t, "topology.placement_strategy=SPRED"),
+                                    r"topology.placement_strategy='SPRED' must be one of PACK, SPREAD, STRICT_PACK, "
+                                    r"STRICT_SPREAD"),
     "unknown reward term": (lambda t: _run(t, "grpo.reward.terms=[{name: hitt}]"),
                             r"grpo.reward.terms\[0\].name='hitt' is neither a built-in"),
     "rank reward on sampled groups": (lambda t: _run(t, "grpo.reward.terms=[{name: rank_hit}]",
