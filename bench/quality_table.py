@@ -1,6 +1,6 @@
 """The quality sweep's table: every variant of scripts/quality_sweep, mean ± sd over seeds, paired CIs.
 
-    python -m bench.quality_table [--root runs/quality] [--out docs/results/quality_ml100k]
+    python -m bench.quality_table [--root runs/quality] [--out docs/results/quality_ml100k] [--against shipped]
 
 Reads ROOT/<variant>/seed_S/{report.json, per_user.npz}, pools the seeds present in every variant, and
 writes OUT.json (machine-readable) and OUT.md (the table for docs/BENCHMARKS.md). Comparisons are paired
@@ -36,10 +36,15 @@ def collect(root: Path) -> dict:
     return out
 
 
-def table(runs: dict) -> tuple[dict, str]:
+def table(runs: dict, against: str = "") -> tuple[dict, str]:
+    """`against`: a variant every other one is also compared with, paired (its seeds must be theirs)."""
+    from common.stats import paired_diff
+
     rows, lines = {}, []
+    ref = against if against in runs else ""
     head = "| variant | seeds | " + " | ".join(KEYS) + " | Δ FHR@20 vs SFT-only [95 % CI] | " \
-           "Δ FHR@20 vs Swing [95 % CI] | validation FHR@20 (start → last accepted = the final model) | " \
+           "Δ FHR@20 vs Swing [95 % CI] | " + (f"Δ FHR@20 vs {ref} [95 % CI] | " if ref else "") + \
+           "validation FHR@20 (start → last accepted = the final model) | " \
            "stages accepted (per seed) | wall min / run (median) |"
     lines += [head, "|---" * (head.count("|") - 1) + "|"]
     base_done = False
@@ -59,6 +64,13 @@ def table(runs: dict) -> tuple[dict, str]:
             for base in ("sft_only", "swing"):
                 c = comp.get(base, {}).get(m, {}).get("FHR@20")
                 row[f"vs_{base}"] = c
+                line += f" | {c['diff']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}] ({verdict(c)})" if c else " | –"
+            if ref:
+                c = None
+                if m == "conrec" and v != ref and sorted(runs[ref]) == ss:
+                    c = paired_diff(avg["conrec"]["FHR@20"],
+                                    seed_average([runs[ref][s]["per_user"]["conrec"]["FHR@20"] for s in ss]))
+                    row[f"vs_{ref}"] = c
                 line += f" | {c['diff']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}] ({verdict(c)})" if c else " | –"
             if m == "conrec":
                 acc = [sum(1 for r in seeds[s]["curriculum"] if r.get("accepted") and r["stage"] != "start")
@@ -84,11 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", default="runs/quality")
     p.add_argument("--out", default="docs/results/quality_ml100k")
+    p.add_argument("--against", default="", help="also compare every variant with this one, paired")
     a = p.parse_args(argv)
     runs = collect(Path(a.root))
     if not runs:
         raise FileNotFoundError(f"no finished variant under {a.root}: run scripts/quality_sweep first")
-    rows, md = table(runs)
+    rows, md = table(runs, a.against)
     write_json_atomic(rows, Path(a.out + ".json"))
     write_text_atomic(md + "\n", Path(a.out + ".md"))
     print(md)

@@ -87,6 +87,8 @@ class Driver:
                                  scheduling_strategy=self.place(i)).remote(
                 t.rollout_engine, model_dir, sid_dir, cfg.seed + i, cfg.rollout) for i in range(t.rollout_actors)],
             max_restarts=t.max_actor_restarts, restart_timeout_s=t.placement_timeout_s)
+        self.faults = {"fault/rollout_restarts": 0, "fault/learner_restarts": 0, "fault/node_losses": 0}
+        self.start_nodes = _alive_nodes()
         self._start_learners()
         self.rollouts.call_all("ready")
         g = cfg.grpo
@@ -94,21 +96,27 @@ class Driver:
                                  g.learner.zero_stage == 3, g.sync_backend)
         self.rng = np.random.default_rng(cfg.seed)
         self.step = 0
-        self.faults = {"fault/rollout_restarts": 0, "fault/learner_restarts": 0, "fault/node_losses": 0}
-        self.start_nodes = _alive_nodes()
 
     def _start_learners(self) -> None:
         """One actor per rank in its bundle; a fresh rendezvous port each time (a rebuilt group too)."""
         from cluster.learner_actor import LearnerActor, free_port_on_node
 
         t = self.cfg.topology
-        addr, port = ray.get(ray.remote(num_cpus=0)(free_port_on_node).options(
-            scheduling_strategy=self.place(t.rollout_actors)).remote())
-        # no restarts: a lost rank takes the group's collective state with it (Driver._recover rebuilds it)
-        self.learners = ActorGroup("learner rank", [
-            LearnerActor.options(num_cpus=t.cpus_per_actor, num_gpus=t.gpus_per_learner,
-                                 scheduling_strategy=self.place(t.rollout_actors + r)).remote(
-                r, t.learner_ranks, addr, port) for r in range(t.learner_ranks)])
+        try:  # bounded: a bundle on a node Ray has not yet declared lost, and cannot place again, would hang here
+            addr, port = ray.get(ray.remote(num_cpus=0)(free_port_on_node).options(
+                scheduling_strategy=self.place(t.rollout_actors)).remote(), timeout=t.placement_timeout_s)
+            # no restarts: a lost rank takes the group's collective state with it (Driver._recover rebuilds it)
+            self.learners = ActorGroup("learner rank", [
+                LearnerActor.options(num_cpus=t.cpus_per_actor, num_gpus=t.gpus_per_learner,
+                                     scheduling_strategy=self.place(t.rollout_actors + r)).remote(
+                    r, t.learner_ranks, addr, port) for r in range(t.learner_ranks)])
+            self.learners.call_all("ready", timeout_s=t.placement_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise PlacementError(placement_message(self.bundles, t.placement_strategy, t.placement_timeout_s,
+                                                   again=bool(self.faults["fault/learner_restarts"])) +
+                                 f" The checkpoints under {Path(self.cfg.run_dir) / 'grpo' / 'checkpoints'} are "
+                                 "intact: once the cluster has them, continue with `conrec run --config ... "
+                                 "--resume`") from None
         self._learners("setup", [(self.model_dir, self.sid_dir, self.cfg.grpo.learner)] * t.learner_ranks)
 
     def _placement_group(self):

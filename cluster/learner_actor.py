@@ -19,6 +19,9 @@ class LearnerActor(SyncMember):
         os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(rank),
                           LOCAL_RANK="0", WORLD_SIZE=str(world))
 
+    def ready(self) -> bool:
+        return True
+
     def setup(self, model_dir: str, sid_dir: str, cfg) -> bool:
         import logging
 
