@@ -39,6 +39,17 @@ class Interrupted(BaseException):
     the SFT child's kill, the run lock) runs. A BaseException: no `except Exception` swallows it."""
 
 
+def _interruption(e: BaseException | None) -> BaseException | None:
+    """The KeyboardInterrupt or Interrupted that `e` is, or that caused it (None if neither)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, (KeyboardInterrupt, Interrupted)):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def _restore_handler(signum: int, handler) -> None:
     if handler is not None and signal.getsignal(signum) is not handler and \
             threading.current_thread() is threading.main_thread():
@@ -332,7 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with RunLock(run):
             out = run_seeds(cfg, a.seeds, a.resume) if a.seeds else run_pipeline(cfg, resume=a.resume)
-    except (KeyboardInterrupt, Interrupted) as e:
+    except BaseException as e:
+        # Ctrl-C or SIGTERM; raised inside Ray's compiled wait it arrives wrapped (SystemError, with ours as cause)
+        e = _interruption(e)
+        if e is None:
+            raise
         import shlex
 
         args = [shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv) if x != "--resume"]
