@@ -132,6 +132,14 @@ def _session_members(sid: int) -> list[str]:
     return out
 
 
+def _assert_session_ends(sid: int, within_s: float = 30) -> None:
+    left, deadline = _session_members(sid), time.time() + within_s
+    while left and time.time() < deadline:
+        time.sleep(1)
+        left = _session_members(sid)
+    assert not left, f"processes outlived the driver: {left}"
+
+
 def test_terminated_run_holds_its_dir_and_resumes_to_the_same_model(reference, tmp_path):
     run, err = seeded_from(reference, tmp_path / "terminated"), tmp_path / "stderr.txt"
     with open(err, "w") as f:
@@ -150,11 +158,7 @@ def test_terminated_run_holds_its_dir_and_resumes_to_the_same_model(reference, t
         wait_for(run / "grpo" / "checkpoints" / "step_000001" / "manifest.json")  # mid-GRPO, Ray and actors up
         proc.send_signal(signal.SIGTERM)  # the driver only, as a scheduler or `kill` would
         assert proc.wait(timeout=120) == 143, err.read_text()[-3000:]
-        left, deadline = _session_members(proc.pid), time.time() + 30
-        while left and time.time() < deadline:
-            time.sleep(1)
-            left = _session_members(proc.pid)
-        assert not left, f"processes outlived the driver: {left}"
+        _assert_session_ends(proc.pid)
         text = err.read_text()
         assert "conrec run: interrupted at GRPO" in text and "--resume" in text, text[-3000:]
         assert "Traceback" not in text, text[-3000:]
@@ -183,11 +187,7 @@ def test_ctrl_c_while_ray_starts_leaves_no_process(reference, tmp_path, delay):
         time.sleep(delay)
         os.killpg(proc.pid, signal.SIGINT)  # the whole foreground group, as a terminal's Ctrl-C
         assert proc.wait(timeout=120) == 130, err.read_text()[-3000:]
-        left, deadline = _session_members(proc.pid), time.time() + 30
-        while left and time.time() < deadline:
-            time.sleep(1)
-            left = _session_members(proc.pid)
-        assert not left, f"processes outlived the driver: {left}"
+        _assert_session_ends(proc.pid)
         assert "conrec run: interrupted at GRPO" in err.read_text()
     finally:
         if proc.poll() is None:

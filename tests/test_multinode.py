@@ -98,22 +98,30 @@ def seeded(src, run):
     return run
 
 
-def lose_a_learner_node(c, hold, proc):
-    """Once both learner ranks are held inside their first update, remove a worker node hosting one."""
-    deadline = time.time() + 600
-    while len(list(hold.parent.glob(hold.name + ".*"))) < 2 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert proc.poll() is None, proc.communicate()[1][-3000:]
-    hosts = {a["Address"]["NodeID"] for a in actors(c, "LearnerActor") if a["State"] == "ALIVE"}
-    node = next(n for n in c.worker_nodes if n.node_id in hosts)
-    c.remove_node(node, allow_graceful=False)
-    hold.unlink()
-    return node
-
-
-def restore(c):
-    c.add_node(num_cpus=3)
-    c.wait_for_nodes()
+def run_losing_a_learner_node(c, run, hold, *extra, timeout=600) -> tuple[int, str]:
+    """`conrec run --resume` on the cluster; once both learner ranks are held inside their first update, a
+    worker node hosting one of them is removed (raylet and every process on it). Returns (exit code, stderr)."""
+    hold.touch()
+    cmd = [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"), f"run_dir={run}",
+           *ARGS, ONE_STAGE, f"topology.ray_address={c.address}", "--resume", "topology.rollout_actors=1",
+           "topology.learner_ranks=2", *extra]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "CONREC_HOLD_LEARNER_UPDATE": str(hold)})
+    try:
+        deadline = time.time() + 600
+        while len(list(hold.parent.glob(hold.name + ".*"))) < 2 and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        hosts = {a["Address"]["NodeID"] for a in actors(c, "LearnerActor") if a["State"] == "ALIVE"}
+        c.remove_node(next(n for n in c.worker_nodes if n.node_id in hosts), allow_graceful=False)
+        hold.unlink()
+        _, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        c.add_node(num_cpus=3)  # the next test finds three nodes again
+        c.wait_for_nodes()
+    return proc.returncode, err
 
 
 def digest(run) -> str:
@@ -123,21 +131,9 @@ def digest(run) -> str:
 @pytest.mark.slow
 def test_lost_node_with_a_learner_rank_is_survived(cluster, spread_run, tmp_path):
     c, _ = cluster
-    run, hold = seeded(spread_run[0], tmp_path / "node_lost"), tmp_path / "hold"
-    hold.touch()
-    cmd = [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"), f"run_dir={run}",
-           *ARGS, ONE_STAGE, f"topology.ray_address={c.address}", "--resume", "topology.rollout_actors=1",
-           "topology.learner_ranks=2", "topology.placement_strategy=SPREAD"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "CONREC_HOLD_LEARNER_UPDATE": str(hold)})
-    try:
-        lose_a_learner_node(c, hold, proc)
-        _, err = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        restore(c)
-    assert proc.returncode == 0, err[-5000:]
+    run = seeded(spread_run[0], tmp_path / "node_lost")
+    rc, err = run_losing_a_learner_node(c, run, tmp_path / "hold", "topology.placement_strategy=SPREAD")
+    assert rc == 0, err[-5000:]
     assert "rebuilding the learner group" in err and "Ray node(s) of the 3 the run started on are gone" in err
     rows = [json.loads(x) for x in (run / "grpo" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["fault/node_losses"] == 1 and rows[-1]["fault/learner_restarts"] == 1
@@ -148,21 +144,10 @@ def test_lost_node_with_a_learner_rank_is_survived(cluster, spread_run, tmp_path
 @pytest.mark.slow
 def test_lost_node_the_topology_cannot_spare_stops_with_one_line(cluster, spread_run, tmp_path):
     c, _ = cluster
-    run, hold = seeded(spread_run[0], tmp_path / "node_lost_strict"), tmp_path / "hold"
-    hold.touch()
-    cmd = [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"), f"run_dir={run}",
-           *ARGS, ONE_STAGE, f"topology.ray_address={c.address}", "--resume", "topology.rollout_actors=1",
-           "topology.learner_ranks=2", "topology.placement_strategy=STRICT_SPREAD", "topology.placement_timeout_s=40"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "CONREC_HOLD_LEARNER_UPDATE": str(hold)})
-    try:
-        lose_a_learner_node(c, hold, proc)
-        _, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        restore(c)
-    assert proc.returncode == 2 and "Traceback" not in err, err[-5000:]
+    run = seeded(spread_run[0], tmp_path / "node_lost_strict")
+    rc, err = run_losing_a_learner_node(c, run, tmp_path / "hold", "topology.placement_strategy=STRICT_SPREAD",
+                                        "topology.placement_timeout_s=40", timeout=300)
+    assert rc == 2 and "Traceback" not in err, err[-5000:]
     assert re.search(r"conrec run: error: placement group of 3 bundles .* was not placed again after a node was lost "
                      r"within 40s: STRICT_SPREAD needs 3 nodes .*; 2 of the 2 alive nodes have it\..*continue with "
                      r"`conrec run --config \.\.\. --resume`", err), err[-3000:]
