@@ -353,7 +353,15 @@ def main(argv: list[str] | None = None) -> int:
         args = [shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv) if x != "--resume"]
         print(f"conrec run: interrupted at {WHERE['stage']}; continue with: conrec run {' '.join(args)} --resume",
               file=sys.stderr)
-        return 143 if isinstance(e, Interrupted) else 130
+        code = 143 if isinstance(e, Interrupted) else 130
+        if "ray" in sys.modules:
+            # the run is cleaned up by now (its finally blocks ran, the lock is released); a Ray interrupted while
+            # it started can crash in its own interpreter-exit hooks (SIGSEGV, exit -11), so leave without them
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     if out is None:
         print(f"stopped by grpo.max_total_steps; continue with: conrec run --config ... run_dir={run} --resume")
         return 0
