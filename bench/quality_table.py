@@ -36,28 +36,42 @@ def collect(root: Path) -> dict:
     return out
 
 
-def table(runs: dict, against: str = "") -> tuple[dict, str]:
-    """`against`: a variant every other one is also compared with, paired (its seeds must be theirs)."""
+def table(runs: dict, against: str = "", sft_ref: str = "shipped") -> tuple[dict, str]:
+    """`against`: a variant every other one is also compared with, paired (its seeds must be theirs). A variant
+    with its own SFT models gets its own SFT-only row, and its CoNRec is also paired against `sft_ref`'s SFT-only
+    (the shared full-data models)."""
     from common.stats import paired_diff
 
-    rows, lines = {}, []
+    rows, lines, notes = {}, [], []
     ref = against if against in runs else ""
     head = "| variant | seeds | " + " | ".join(KEYS) + " | Δ FHR@20 vs SFT-only [95 % CI] | " \
            "Δ FHR@20 vs Swing [95 % CI] | " + (f"Δ FHR@20 vs {ref} [95 % CI] | " if ref else "") + \
            "validation FHR@20 (start → last accepted = the final model) | " \
            "stages accepted (per seed) | wall min / run (median) |"
     lines += [head, "|---" * (head.count("|") - 1) + "|"]
-    base_done = False
+    base_sft = None  # the SFT-only results of the first variant: the shared SFT models every variant starts from
     for v, seeds in runs.items():
         ss = sorted(seeds)
-        methods = ["pop", "swing", "sft_only"] if not base_done else []
+        sft = [seeds[s]["results"]["sft_only"] for s in ss]
+        own_sft = base_sft is not None and sft != base_sft  # a variant that trains its own SFT (grpo.fresh_tail)
+        methods = ["pop", "swing", "sft_only"] if base_sft is None else ["sft_only"] if own_sft else []
         methods += ["conrec"] if "conrec" in seeds[ss[0]]["results"] else []
         avg = {m: {k: seed_average([seeds[s]["per_user"][m][k] for s in ss]) for k in KEYS}
                for m in ("swing", "sft_only", "conrec") if m in seeds[ss[0]]["per_user"]}
         comp = comparisons(avg, KEYS)
+        if own_sft and sft_ref in runs and sorted(runs[sft_ref]) == ss:
+            # its CoNRec against the shared (full-data) SFT-only, not only against its own shortened SFT
+            c = paired_diff(avg["conrec"]["FHR@20"],
+                            seed_average([runs[sft_ref][s]["per_user"]["sft_only"]["FHR@20"] for s in ss]))
+            rows[f"{v} vs shared sft_only"] = c
+            notes.append(f"- {v}: CoNRec − the shared (full-data) SFT-only, FHR@20: {c['diff']:+.4f} "
+                         f"[{c['lo']:+.4f}, {c['hi']:+.4f}] ({verdict(c)})")
+        base_sft = sft if base_sft is None else base_sft
         for m in methods:
             vals = {k: [seeds[s]["results"][m][k] for s in ss] for k in KEYS}
             name = m if m != "conrec" else v
+            if m == "sft_only" and own_sft:
+                name = f"sft_only ({v}'s own)"
             cell = {k: (float(np.mean(x)), float(np.std(x, ddof=1)) if len(x) > 1 else 0.0) for k, x in vals.items()}
             row = {"seeds": ss, "mean_sd": cell}
             line = f"| {name} | {len(ss)} | " + " | ".join(f"{a:.4f} ± {b:.4f}" for a, b in cell.values())
@@ -88,8 +102,7 @@ def table(runs: dict, against: str = "") -> tuple[dict, str]:
                 line += " | – | – | – |"
             rows[name] = row
             lines.append(line)
-        base_done = True
-    return rows, "\n".join(lines)
+    return rows, "\n".join(lines + ([""] + notes if notes else []))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -137,9 +137,9 @@ class Driver:
         except ray.exceptions.GetTimeoutError:
             ray.util.remove_placement_group(pg)
             raise PlacementError(placement_message(bundles, t.placement_strategy, t.placement_timeout_s)) from None
-        self.nodes = where(pg, t.rollout_actors)
+        nodes = where(pg, t.rollout_actors)
         log.info("placement (%s) on %d node(s): rollout actors on %s, learner ranks on %s", t.placement_strategy,
-                 len(set(self.nodes["rollout"] + self.nodes["learner"])), self.nodes["rollout"], self.nodes["learner"])
+                 len(set(nodes["rollout"] + nodes["learner"])), nodes["rollout"], nodes["learner"])
         return pg, lambda i: PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i)
 
     # ------------------------------------------------------------------ one step
@@ -423,12 +423,8 @@ class Driver:
         for a in self.learners:
             ray.kill(a, no_restart=True)
         self._count_node_losses()
-        # a lost node takes its bundles with it; Ray places them again if the surviving nodes can hold them
-        if not self.pg.wait(t.placement_timeout_s):
-            raise PlacementError(placement_message(self.bundles, t.placement_strategy, t.placement_timeout_s,
-                                                   again=True) +
-                                 f" The checkpoints under {run / 'checkpoints'} are intact: once the cluster has "
-                                 "them, continue with `conrec run --config ... --resume`") from err
+        # a lost node takes its bundles with it; Ray places them again if the surviving nodes can hold them, and
+        # _start_learners waits for that (bounded) or says what is missing
         self._start_learners()
         self.weights.reset(self.learners, self.rollouts)
         st = self._load_state(run)

@@ -9,6 +9,7 @@ continues after the last finished stage): sid/, sft/final/, grpo/, final/, repor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -68,10 +69,21 @@ def stage_sids(cfg: RunConfig, data, run: Path) -> Path:
     return d
 
 
+def sft_split(cfg: RunConfig, split):
+    """The split SFT trains on, and each user's first fresh-tail position (empty without `grpo.fresh_tail`)."""
+    from feedback.split import fresh_tail, validation_users, without_validation_future
+
+    if cfg.grpo.val_holdout:
+        # the curriculum's validation users' last windows stay out of SFT too, so the stage acceptance
+        # compares GRPO against a model that has not memorised what it is validated on
+        split = without_validation_future(split, validation_users(split, cfg.grpo.val_users, cfg.split.seed))
+    return fresh_tail(split, cfg.grpo.fresh_tail) if cfg.grpo.fresh_tail else (split, {})
+
+
 def stage_sft(cfg: RunConfig, split, sid_dir: Path, run: Path) -> Path:
     import yaml
 
-    from feedback.split import save_split, validation_users, without_validation_future
+    from feedback.split import save_split
 
     out = run / "sft"
     if (out / "final" / "conrec.json").exists():
@@ -79,14 +91,12 @@ def stage_sft(cfg: RunConfig, split, sid_dir: Path, run: Path) -> Path:
     WHERE["stage"] = f"SFT ({out})"
     log.info("[2/5] SFT → %s", out)
     if not (out / "split" / "split.json").exists():
-        if cfg.grpo.val_holdout:
-            # the curriculum's validation users' last windows stay out of SFT too, so the stage acceptance
-            # compares GRPO against a model that has not memorised what it is validated on
-            val = validation_users(split, cfg.grpo.val_users, cfg.split.seed)
-            n0 = len(split.train)
-            split = without_validation_future(split, val)
-            log.info("SFT: %d of %d training events (the %d validation users' windows held out)",
-                     len(split.train), n0, len(val.test))
+        n0 = len(split.train)
+        split, _ = sft_split(cfg, split)
+        log.info("SFT: %d of %d training events (held out: %s)", len(split.train), n0,
+                 " and ".join(filter(None, [cfg.grpo.val_holdout and "the validation users' windows",
+                                            cfg.grpo.fresh_tail and f"each user's last {cfg.grpo.fresh_tail:g}"]))
+                 or "none")
         save_split(split, out / "split")  # the SFT process reads it: no second load and split of the data
     sft = replace(cfg.sft, data=cfg.data, sid_dir=str(sid_dir), run_dir=str(out), split=cfg.split,
                   split_dir=str(out / "split"))
@@ -97,13 +107,12 @@ def stage_sft(cfg: RunConfig, split, sid_dir: Path, run: Path) -> Path:
     cmd = [sys.executable, "-m", "trainer.sft", "--config", str(out / "sft.yaml")]
     if (out / "checkpoints").exists():
         cmd.append("--resume")
-    if LOG_ENV in os.environ:  # quiet: library prints on the child's stdout (DeepSpeed's op builder) go to RUN/logs
-        logs = Path(os.environ[LOG_ENV])
-        logs.mkdir(parents=True, exist_ok=True)
-        with open(logs / "sft.stdout.log", "a") as f:
-            rc = subprocess.run(cmd, stdout=f).returncode
-    else:
-        rc = subprocess.run(cmd).returncode
+    # quiet: library prints on the child's stdout (DeepSpeed's op builder) go to RUN/logs
+    quiet = Path(os.environ[LOG_ENV]) / "sft.stdout.log" if LOG_ENV in os.environ else None
+    if quiet:
+        quiet.parent.mkdir(parents=True, exist_ok=True)
+    with open(quiet, "a") if quiet else contextlib.nullcontext() as f:
+        rc = subprocess.run(cmd, stdout=f).returncode
     if rc in (130, -2):  # Ctrl-C reached the child first (it is in the terminal's process group too)
         raise KeyboardInterrupt
     if rc in (143, -15):
@@ -121,7 +130,13 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
     from cluster.ray_local import descendants, init_local_ray, shutdown_local_ray
     from evaluation.evaluate import evaluate
     from evaluation.model_method import ModelMethod
-    from feedback.split import holdout_validation_windows, latest_examples, training_examples, validation_users
+    from feedback.split import (
+        holdout_validation_windows,
+        in_fresh_tail,
+        latest_examples,
+        training_examples,
+        validation_users,
+    )
     from reward.ground_truth import build_ground_truth
     from trainer.metrics_log import MetricsLog
     from trainer.models import check_model_dir
@@ -140,6 +155,11 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
         examples = holdout_validation_windows(examples, split, val)
         log.info("GRPO examples: %d of %d (those reaching into the %d validation users' windows held out)",
                  len(examples), n0, len(val.test))
+    if cfg.grpo.fresh_tail:
+        n0 = len(examples)
+        examples = in_fresh_tail(examples, sft_split(cfg, split)[1])
+        log.info("GRPO examples: %d of %d (cut inside each user's last %g, held out of SFT)", len(examples), n0,
+                 cfg.grpo.fresh_tail)
     if cfg.grpo.examples_per_user:
         n0 = len(examples)
         examples = latest_examples(examples, cfg.grpo.examples_per_user)

@@ -66,6 +66,10 @@ class GRPOConfig:
     examples_per_user: int = 0
     """GRPO's prompts come from each user's N latest training examples (0 = every example): the prompts most
     like the evaluation's, a full context at the end of a history (feedback.split.latest_examples)."""
+    fresh_tail: float = 0.0
+    """Hold the last fraction of each training user's events out of SFT and train GRPO only on the examples cut
+    inside that tail (0 = off; SFT and GRPO see the same windows): RL then learns from windows its SFT model has
+    not fitted. The run's SFT-only row is the shortened SFT; a run without the tail gives the full-data one."""
     dynamic_sampling: bool = False
     """DAPO's dynamic sampling: drop groups whose G rewards are all equal (zero advantage) and refill the
     step with fresh prompts; the dropped share is logged as rollout/dropped_groups."""
@@ -145,6 +149,7 @@ def validate(cfg: RunConfig) -> None:
          f"grpo.sampling.n={g.sampling.n} beam groups need rollout.max_logprobs ≥ {g.sampling.n}"),
         (g.learner.lr > 0 and g.learner.micro_batch >= 1, "grpo.learner.lr must be > 0 and micro_batch ≥ 1"),
         (g.examples_per_user >= 0, f"grpo.examples_per_user={g.examples_per_user} must be ≥ 0 (0 = every example)"),
+        (0.0 <= g.fresh_tail < 1.0, f"grpo.fresh_tail={g.fresh_tail} must be in [0, 1) (0 = off)"),
         (g.val_users >= 0, f"grpo.val_users={g.val_users} must be ≥ 0 (0 = all)"),
         (g.validate_on in ("driver", "engines"), f"grpo.validate_on={g.validate_on!r} must be 'driver' or 'engines'"),
         (g.validate_on != "engines" or cfg.k + 20 <= cfg.rollout.max_logprobs,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.atomic import check_writable, write_json_atomic, write_parquet_atomic
-from common.config import build, to_dict
+from common.config import build
 from feedback.split import SplitConfig
 
 
@@ -62,9 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         if not a.out:
             p.error("split needs --out FOLDER")
         out = Path(a.out)
-        data.save(out / "data")
-        write_parquet_atomic(split.train, out / "train.parquet")
-        write_parquet_atomic(split.test, out / "test.parquet")
+        from feedback.split import save_split
         from reward.ground_truth import build_ground_truth
 
         ex = training_examples(split, cfg.max_context)
@@ -72,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         ex = ex.assign(gts=[gt.gts(i) for i in range(len(gt))], fps=[gt.fps(i) for i in range(len(gt))])
         write_parquet_atomic(ex, out / "examples.parquet")
         write_hf_dataset(out, {"train": split.train, "test": split.test, "examples": ex})
-        write_json_atomic({"data": a.data, "config": to_dict(cfg), **split.describe(), "n_examples": len(ex)},
-                          out / "split.json")
+        # the split itself, readable with feedback.split.load_split (split.json, written last, marks it done)
+        save_split(split, out, {"data": a.data, "n_examples": len(ex)})
         print(f"wrote {out}: {len(split.train):,} training events, {len(split.test):,} test users, "
               f"{len(ex):,} training examples")
         return 0

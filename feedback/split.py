@@ -87,17 +87,18 @@ class Split:
                 "n_test_users": int(len(self.test)), "config": asdict(self.config)}
 
 
-def save_split(split: Split, out: str | Path) -> Path:
+def save_split(split: Split, out: str | Path, extra: dict | None = None) -> Path:
     """Write a split for another process to read with `load_split`, exactly: data/ (the `parquet:` format),
-    train.parquet, test.parquet and split.json, each written atomically (split.json last, as the marker)."""
+    train.parquet, test.parquet and split.json (with `extra` in it), each written atomically (split.json
+    last, as the marker)."""
     from common.atomic import write_json_atomic, write_parquet_atomic
 
     out = Path(out)
     split.data.save(out / "data")
     write_parquet_atomic(split.train, out / "train.parquet")
     write_parquet_atomic(split.test, out / "test.parquet")
-    write_json_atomic({"name": split.data.name, "category_columns": split.data.category_columns, **split.describe()},
-                      out / "split.json")
+    write_json_atomic({**(extra or {}), "name": split.data.name, "category_columns": split.data.category_columns,
+                       **split.describe()}, out / "split.json")
     return out
 
 
@@ -172,31 +173,32 @@ def make_split(data: FeedbackData, cfg: SplitConfig | None = None) -> Split:
                  data.n_users - len(test_uidx), data.n_users)
 
     rng = np.random.default_rng(cfg.seed)
-    ctx_groups = dict(tuple(train.groupby("uidx", sort=False)))
-    win_groups = dict(tuple(win[win["uidx"].isin(test_uidx)].groupby("uidx", sort=False)))
-    all_groups = dict(tuple(ev[ev["uidx"].isin(test_uidx)].groupby("uidx", sort=False)))
-    empty = ev.iloc[:0]
+    # each user's rows are one contiguous run in ev, train and win (uidx ascends with the sorted events), so a
+    # user's context, window and history are slices: no per-user frames (≈ 200 k users at 10 M events)
+    cols = {name: {c: f[c].to_numpy() for c in ("uidx", "iidx", "fb", "timestamp")}
+            for name, f in (("ctx", train), ("win", win), ("all", ev))}
+    span = {name: (np.searchsorted(c["uidx"], test_uidx, "left"), np.searchsorted(c["uidx"], test_uidx, "right"))
+            for name, c in cols.items()}
+    user_ids = np.asarray(data.user_ids)
     rows = []
-    for u in test_uidx:
-        ctx = ctx_groups.get(u, empty)
-        w = win_groups[u]
-        fneg = w.loc[w["fb"] == -1, "iidx"].to_numpy()
-        fpos = w.loc[w["fb"] == 1, "iidx"].to_numpy()
+    for k, u in enumerate(test_uidx.tolist()):
+        ctx, w, h = ({c: v[span[n][0][k]:span[n][1][k]] for c, v in cols[n].items()} for n in ("ctx", "win", "all"))
+        fneg, fpos = w["iidx"][w["fb"] == -1], w["iidx"][w["fb"] == 1]
         next_neg = int(fneg[0])
         fneg_set = set(fneg.tolist())
         rows.append({
             "uidx": int(u),
-            "user_id": data.user_ids[u],
-            "t_cut": int(w["timestamp"].iloc[0]) if t_cut_global is None else t_cut_global,
-            "context_items": ctx["iidx"].to_numpy(),
-            "context_fb": ctx["fb"].to_numpy(),
-            "context_ts": ctx["timestamp"].to_numpy(),
-            "context_neg": ctx.loc[ctx["fb"] == -1, "iidx"].to_numpy(),
-            "context_pos": ctx.loc[ctx["fb"] == 1, "iidx"].to_numpy(),
+            "user_id": user_ids[u],
+            "t_cut": int(w["timestamp"][0]) if t_cut_global is None else t_cut_global,
+            "context_items": ctx["iidx"].copy(),
+            "context_fb": ctx["fb"].copy(),
+            "context_ts": ctx["timestamp"].copy(),
+            "context_neg": ctx["iidx"][ctx["fb"] == -1],
+            "context_pos": ctx["iidx"][ctx["fb"] == 1],
             "next_negative": next_neg,
             "future_neg": np.array(list(dict.fromkeys(fneg.tolist())), dtype=np.int64),
             "future_pos": np.array(list(dict.fromkeys(fpos.tolist())), dtype=np.int64),
-            "candidates": _candidates(next_neg, w, all_groups[u], fneg_set, data.n_items, cfg.n_candidates, rng),
+            "candidates": _candidates(next_neg, w, h, fneg_set, data.n_items, cfg.n_candidates, rng),
         })
     test = pd.DataFrame(rows, columns=["uidx", "user_id", "t_cut", "context_items", "context_fb", "context_ts",
                                        "context_neg", "context_pos",
@@ -207,12 +209,11 @@ def make_split(data: FeedbackData, cfg: SplitConfig | None = None) -> Split:
 def _candidates(true_neg, window, history, fneg_set, n_items, n, rng) -> np.ndarray:
     """[true negative, n-1 distractors]: window non-negatives first, then the user's other
     non-negative items, then random catalogue items the user never disliked (all deduplicated;
-    -1 pads when the catalogue has too few items)."""
-    user_neg = set(history.loc[history["fb"] == -1, "iidx"].tolist()) | fneg_set
+    -1 pads when the catalogue has too few items). `window`, `history`: {"iidx": ..., "fb": ...} arrays."""
+    user_neg = set(history["iidx"][history["fb"] == -1].tolist()) | fneg_set
     picked: list[int] = []
     seen = {true_neg}
-    for pool in (window.loc[window["fb"] != -1, "iidx"].to_numpy(),
-                 rng.permutation(history.loc[history["fb"] != -1, "iidx"].to_numpy(copy=True))):
+    for pool in (window["iidx"][window["fb"] != -1], rng.permutation(history["iidx"][history["fb"] != -1])):
         for i in pool.tolist():
             if len(picked) == n - 1:
                 break
@@ -290,6 +291,19 @@ def training_examples(split: Split, max_context: int = 50, min_context: int = 1)
                                        "future_neg", "future_pos"])
 
 
+def user_chunks(split: Split, users: int):
+    """`split` with its training events in consecutive chunks of `users` users each (a user's events stay in one
+    chunk): work per training example (the examples, their ground truth) then holds one chunk at a time, and the
+    chunks' examples, in order, are `training_examples(split)`'s."""
+    uidx = split.train["uidx"].to_numpy()
+    if len(uidx) == 0:
+        return
+    bounds = np.searchsorted(uidx, np.arange(0, int(uidx[-1]) + users + 1, users))  # uidx ascends (sorted events)
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if hi > lo:
+            yield replace(split, train=split.train.iloc[lo:hi])
+
+
 def latest_examples(examples: pd.DataFrame, n: int) -> pd.DataFrame:
     """Each user's `n` latest examples (by cutoff position; 0 = all of them). The evaluation predicts at the
     end of a user's history, with a full context; a user's latest examples are the training prompts most
@@ -298,6 +312,24 @@ def latest_examples(examples: pd.DataFrame, n: int) -> pd.DataFrame:
         return examples
     rank = examples.groupby("uidx", sort=False)["cut_pos"].rank(method="first", ascending=False)
     return examples[rank.to_numpy() <= n].reset_index(drop=True)
+
+
+def fresh_tail(split: Split, frac: float) -> tuple[Split, dict[int, int]]:
+    """`split` without the last `frac` of each training user's events, and each user's first held-out position
+    (an index into that user's events in `split.train`). A stage trained on the shortened split (SFT) has not
+    fitted the tail; another (GRPO) can then learn from windows its starting model has not memorised."""
+    tr = split.train
+    pos = tr.groupby("uidx", sort=False).cumcount().to_numpy()
+    n = tr.groupby("uidx", sort=False)["uidx"].transform("size").to_numpy()
+    start = n - np.floor(n * frac).astype(np.int64)
+    starts = dict(zip(tr["uidx"].to_numpy().tolist(), start.tolist()))
+    return replace(split, train=tr[pos < start].reset_index(drop=True)), starts
+
+
+def in_fresh_tail(examples: pd.DataFrame, starts: dict[int, int]) -> pd.DataFrame:
+    """The examples cut inside their user's held-out tail (`fresh_tail`)."""
+    lim = np.array([starts.get(u, np.iinfo(np.int64).max) for u in examples["uidx"].tolist()], dtype=np.int64)
+    return examples[examples["cut_pos"].to_numpy(dtype=np.int64) >= lim].reset_index(drop=True)
 
 
 def holdout_validation_windows(examples: pd.DataFrame, split: Split, val: Split) -> pd.DataFrame:

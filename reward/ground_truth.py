@@ -63,9 +63,10 @@ class GroundTruth:
 
 
 def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
-                       swing: SwingConfig | None = None) -> GroundTruth:
-    """GTS/FPS for every training example (rows of `feedback.split.training_examples`)."""
-    S = swing_similarity(split.negative_matrix(), swing or SwingConfig())
+                       swing: SwingConfig | None = None, similarity: sp.csr_matrix | None = None) -> GroundTruth:
+    """GTS/FPS for every training example (rows of `feedback.split.training_examples`). `similarity`: the
+    split's Swing matrix when the caller already has it (examples built in chunks share one)."""
+    S = similarity if similarity is not None else swing_similarity(split.negative_matrix(), swing or SwingConfig())
     gts, fps = [], []
     n = len(examples)
     # one sparse product for all examples: rows = examples, columns = their context negatives

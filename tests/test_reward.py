@@ -256,3 +256,24 @@ def test_ground_truth_from_examples():
         assert not extra & own  # Swing neighbours never repeat the example's own context negatives
     g2 = GroundTruth.from_frame(gt.to_frame())
     assert np.array_equal(g2.gts_items, gt.gts_items) and np.array_equal(g2.fps_indptr, gt.fps_indptr)
+
+
+def test_ground_truth_in_user_chunks_with_one_swing_matrix_equals_the_whole():
+    """The data path at catalogue scale builds examples and their ground truth a chunk of users at a time,
+    sharing one Swing matrix: the chunks, concatenated in order, are the whole-split result."""
+    from feedback.loaders import load
+    from feedback.split import make_split, training_examples, user_chunks
+    from feedback.swing import SwingConfig, swing_similarity
+
+    split = make_split(load("synthetic:users=60,items=80,days=20,seed=3"))
+    ex = training_examples(split, max_context=10)
+    whole = build_ground_truth(ex, split, swing_n=7)
+    S = swing_similarity(split.negative_matrix(), SwingConfig())
+    parts = [(e := training_examples(p, max_context=10), build_ground_truth(e, split, swing_n=7, similarity=S))
+             for p in user_chunks(split, 7)]
+    assert len(parts) >= 5 and sum(len(e) for e, _ in parts) == len(ex)
+    assert [int(u) for e, _ in parts for u in e["uidx"]] == ex["uidx"].tolist()
+    got = [g.gts(i).tolist() for _, g in parts for i in range(len(g))]
+    assert got == [whole.gts(i).tolist() for i in range(len(whole))]
+    assert [g.fps(i).tolist() for _, g in parts for i in range(len(g))] == \
+        [whole.fps(i).tolist() for i in range(len(whole))]

@@ -9,6 +9,8 @@ from feedback.schema import DataReport, validate_events, validate_items
 from feedback.split import (
     SplitConfig,
     carve_validation,
+    fresh_tail,
+    in_fresh_tail,
     latest_examples,
     load_split,
     make_split,
@@ -111,6 +113,23 @@ def test_latest_examples_keeps_each_users_newest():
     # user 3 has one (item 2), kept whole
     assert [(u, x + 1) for u, x in zip(two["uidx"], two["next_negative"])] == [(0, 6), (0, 8), (2, 2)]
     assert latest_examples(ex, 0) is ex and len(latest_examples(ex, 9)) == len(ex)
+
+
+def test_fresh_tail_holds_each_users_last_events_out_and_its_examples_are_grpos():
+    s = make_split(build(ROWS))
+    short, starts = fresh_tail(s, 0.25)
+    # user 1: 8 training events, floor(2) held out → positions 0-5 kept; users 2 and 3: 4 events, one held out
+    assert starts == {0: 6, 1: 3, 2: 3}
+    assert short.train.groupby("uidx").size().to_dict() == {0: 6, 1: 3, 2: 3} and len(s.train) == 16
+    # SFT's examples stop before the tail and their windows are clipped at it: user 1's example at item 6
+    # (cut 5) no longer sees item 8 (day 7, held out)
+    sft = training_examples(short, max_context=3)
+    assert [(u, x + 1) for u, x in zip(sft["uidx"], sft["next_negative"])] == [(0, 2), (0, 5), (0, 6)]
+    assert [f.tolist() for f in sft["future_neg"]] == [[1, 4, 5], [4, 5], [5]]
+    # GRPO's: the examples cut inside the tail, with windows over the full training events
+    grpo = in_fresh_tail(training_examples(s, max_context=3), starts)
+    assert [(u, x + 1) for u, x in zip(grpo["uidx"], grpo["next_negative"])] == [(0, 8), (2, 2)]
+    assert len(in_fresh_tail(training_examples(s), fresh_tail(s, 0.0)[1])) == 0  # nothing held out, no example
 
 
 def test_saved_split_reads_back_exactly(tmp_path):

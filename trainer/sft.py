@@ -159,14 +159,14 @@ def prepare(cfg: SFTConfig):
     else:
         data = load(cfg.data)
         split = make_split(data, cfg.split)
-    if cfg.holdout_validation and not cfg.split_dir:
-        from feedback.split import validation_users, without_validation_future
+        if cfg.holdout_validation:
+            from feedback.split import validation_users, without_validation_future
 
-        val = validation_users(split, max(cfg.holdout_validation, 0), cfg.split.seed)
-        n0 = len(split.train)
-        split = without_validation_future(split, val)
-        log.info("SFT: %d of %d training events (the %d validation users' windows held out)", len(split.train),
-                 n0, len(val.test))
+            val = validation_users(split, max(cfg.holdout_validation, 0), cfg.split.seed)
+            n0 = len(split.train)
+            split = without_validation_future(split, val)
+            log.info("SFT: %d of %d training events (the %d validation users' windows held out)", len(split.train),
+                     n0, len(val.test))
     sid_dir = sid_dir_of(cfg)
     if not (sid_dir / "report.json").exists():
         if cfg.sid_dir:
