@@ -9,6 +9,7 @@ Stages (each reads what the previous ones wrote under --dir):
   split     load + validate + `make_split` + `save_split` (what `conrec run` hands the SFT process)
   examples  `training_examples` over the split, written in user chunks (examples/part-*.parquet)
   gt        Swing on the negative graph (per-item user cap) + GTS/FPS for every example, in the same chunks
+  cli       the whole `conrec data split` (split, examples with their GTS/FPS in chunks, a HF DatasetDict)
   sid       `conrec sid build` with the hashing text encoder (a 4th level when collisions need it)
   trie      the SID trie in vLLM's logits processor: a tiny Qwen2 over the catalogue's SIDs, constrained vs
             unconstrained generation, alternated, median of --repeats
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-STAGES = ["gen", "split", "examples", "gt", "sid", "trie", "reward"]
+STAGES = ["gen", "split", "examples", "gt", "cli", "sid", "trie", "reward"]
 DAY = 86_400
 CHUNK_USERS = 20_000  # users per examples/GT chunk: one chunk's rows stay well under a GiB
 
@@ -91,6 +92,15 @@ def stage(name: str, d: Path, a) -> dict:
         split = make_split(load(f"parquet:{d / 'data'}"))
         save_split(split, d / "split")
         return {"train_events": len(split.train), "test_users": len(split.test)}
+    if name == "cli":
+        import shutil
+
+        from feedback.cli import main as data_cli
+
+        shutil.rmtree(d / "cli", ignore_errors=True)
+        data_cli(["split", "--data", f"parquet:{d / 'data'}", "--out", str(d / "cli")])
+        size = sum(f.stat().st_size for f in (d / "cli").rglob("*") if f.is_file())
+        return {"output_gib": size / 2**30, "split_json": json.loads((d / "cli" / "split.json").read_text())}
     from feedback.split import load_split
 
     split = load_split(d / "split")

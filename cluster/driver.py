@@ -28,7 +28,7 @@ from verl.utils.profiler import marked_timer
 
 from cluster.placement import PlacementError, placement_message, unseen_from, where
 from cluster.run_config import RunConfig
-from common.actor_group import ActorGroup, ActorLost
+from common.actor_group import ActorGroup, ActorLost, get
 from common.faults import wait_restarted
 from rollout.engine import SamplingConfig
 from trainer.batch import StepBatch
@@ -286,10 +286,10 @@ class Driver:
 
     def verify_sync(self, prompts: list) -> bool:
         """Each rollout engine's greedy codes must equal the learner's: same weights, same constraint."""
-        want = ray.get(self.learners[0].greedy_codes.remote(prompts))
+        want = get(self.learners[0].greedy_codes.remote(prompts))
         greedy = SamplingConfig(n=1, temperature=0.0, max_tokens=self.cfg.grpo.sampling.max_tokens)
         for i, r in enumerate(self.rollouts):
-            got = [self.tmap.decode(g[0].token_ids) for g in ray.get(r.generate.remote(prompts, greedy))]
+            got = [self.tmap.decode(g[0].token_ids) for g in get(r.generate.remote(prompts, greedy))]
             if got != [tuple(w) for w in want]:
                 raise RuntimeError(f"weight sync check failed: rollout actor {i} decodes {got}, learner {want}")
         return True

@@ -83,12 +83,14 @@ def unseen_from(folder, place, n_bundles: int) -> list[int]:
 
     import ray
 
+    from common.actor_group import get
+
     probe = Path(folder) / f".shared_probe_{uuid.uuid4().hex[:12]}"
     probe.parent.mkdir(parents=True, exist_ok=True)
     probe.write_text("conrec")
     try:
         exists = ray.remote(num_cpus=0)(_exists)
-        seen = ray.get([exists.options(scheduling_strategy=place(i)).remote(str(probe)) for i in range(n_bundles)])
+        seen = get([exists.options(scheduling_strategy=place(i)).remote(str(probe)) for i in range(n_bundles)])
     finally:
         probe.unlink(missing_ok=True)
     return [i for i, ok in enumerate(seen) if not ok]

@@ -24,6 +24,8 @@ from datetime import timedelta
 
 import ray
 
+from common.actor_group import get
+
 # ---------------------------------------------------------------------------------------------- plan
 
 
@@ -216,9 +218,9 @@ class CollectiveSync(WeightSync):
         self.joined = False
 
     def _join(self) -> None:
-        addr, port = ray.get(self.learners[0].free_port.remote())  # the group's store lives in learner rank 0
+        addr, port = get(self.learners[0].free_port.remote())  # the group's store lives in learner rank 0
         world = 1 + len(self.rollouts)
-        backend = self.backend or choose_backend(ray.get([a.device_slot.remote()
+        backend = self.backend or choose_backend(get([a.device_slot.remote()
                                                           for a in [self.learners[0], *self.rollouts]]))
         args = (addr, port, world, backend, self.timeout_s)
         self._get([self.learners[0].join_sync_group.remote(0, *args)] +

@@ -22,6 +22,23 @@ import ray
 
 from common.faults import actor_lost, wait_restarted
 
+POLL_S = 1.0
+"""The longest single wait on Ray. A `ray.get` without a timeout does not return to the interpreter until the
+result is there, so a SIGTERM handler never runs while an actor call hangs (the process lingered until Ray's
+GCS timeout, with no `interrupted` line); with a timeout it does. Every wait here is cut into such slices."""
+
+
+def get(refs, timeout_s: float | None = None):
+    """`ray.get(refs)` that a signal can interrupt: waits in slices of `POLL_S` (`timeout_s` None: for ever)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        left = POLL_S if deadline is None else min(POLL_S, deadline - time.monotonic())
+        try:
+            return ray.get(refs, timeout=max(left, 0.0))
+        except ray.exceptions.GetTimeoutError:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
+
 
 class ActorLost(RuntimeError):
     def __init__(self, role: str, index: int, method: str, err: BaseException):
@@ -55,7 +72,10 @@ class ActorGroup:
         pending = {getattr(self.actors[i], method).remote(*a): i for i, a in enumerate(args) if a is not None}
         results, restarts = {}, {i: 0 for i in pending.values()}
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=left(0.0))
+            slice_s = POLL_S if deadline is None else min(left(0.0), POLL_S)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=slice_s)
+            if not done and (deadline is None or time.monotonic() < deadline):
+                continue  # a slice ended, not the call: the loop lets a signal handler run between slices
             if not done:
                 for ref in pending:
                     ray.cancel(ref)

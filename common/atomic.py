@@ -52,6 +52,33 @@ def write_parquet_atomic(df, path) -> Path:
     return _atomic(Path(path), lambda tmp: df.to_parquet(tmp, index=False))
 
 
+def write_parquet_parts_atomic(frames, path) -> int:
+    """Each DataFrame of the iterable `frames` as one row group of one Parquet file, so that only one part is in
+    memory at a time; the file appears whole at the end or not at all. Returns the number of rows written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = 0
+
+    def w(tmp):
+        nonlocal rows
+        writer = None
+        try:
+            for df in frames:
+                table = pa.Table.from_pandas(df, schema=writer.schema if writer else None, preserve_index=False)
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+                rows += len(df)
+        finally:
+            if writer:
+                writer.close()
+        if writer is None:
+            raise ValueError(f"{path}: no part to write")
+
+    _atomic(Path(path), w)
+    return rows
+
+
 def write_json_atomic(obj, path) -> Path:
     def w(tmp):
         with open(tmp, "w") as f:

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.atomic import check_writable, write_json_atomic, write_parquet_atomic
+from common.atomic import check_writable, write_json_atomic, write_parquet_parts_atomic
 from common.config import build
 from feedback.split import SplitConfig
 
@@ -21,6 +21,8 @@ class DataCommandConfig:
     """Coverage study: Swing neighbours added to the future negatives."""
     gts_swing_n: int = 50
     """Reward ground truth (split): Swing neighbours of the context negatives added to each GTS."""
+    users_per_chunk: int = 20_000
+    """split: training examples and their ground truth are built and written this many users at a time."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,18 +64,24 @@ def main(argv: list[str] | None = None) -> int:
         if not a.out:
             p.error("split needs --out FOLDER")
         out = Path(a.out)
-        from feedback.split import save_split
+        from feedback.split import save_split, user_chunks
+        from feedback.swing import SwingConfig, swing_similarity
         from reward.ground_truth import build_ground_truth
 
-        ex = training_examples(split, cfg.max_context)
-        gt = build_ground_truth(ex, split, cfg.gts_swing_n)
-        ex = ex.assign(gts=[gt.gts(i) for i in range(len(gt))], fps=[gt.fps(i) for i in range(len(gt))])
-        write_parquet_atomic(ex, out / "examples.parquet")
-        write_hf_dataset(out, {"train": split.train, "test": split.test, "examples": ex})
+        S = swing_similarity(split.negative_matrix(), SwingConfig())
+
+        def parts():  # a chunk of users at a time: one example per context negative is millions at 10 M events
+            for part in user_chunks(split, cfg.users_per_chunk):
+                ex = training_examples(part, cfg.max_context)
+                gt = build_ground_truth(ex, split, cfg.gts_swing_n, similarity=S)
+                yield ex.assign(gts=[gt.gts(i) for i in range(len(gt))], fps=[gt.fps(i) for i in range(len(gt))])
+
+        n_ex = write_parquet_parts_atomic(parts(), out / "examples.parquet")
+        write_hf_dataset(out, {"train": split.train, "test": split.test, "examples": out / "examples.parquet"})
         # the split itself, readable with feedback.split.load_split (split.json, written last, marks it done)
-        save_split(split, out, {"data": a.data, "n_examples": len(ex)})
+        save_split(split, out, {"data": a.data, "n_examples": n_ex})
         print(f"wrote {out}: {len(split.train):,} training events, {len(split.test):,} test users, "
-              f"{len(ex):,} training examples")
+              f"{n_ex:,} training examples")
         return 0
 
     from evaluation.coverage import coverage_study
@@ -114,10 +122,16 @@ def write_hf_dataset(out: Path, frames: dict) -> None:
 
     from datasets import Dataset, DatasetDict
 
-    tmp, final = out / ".hf.tmp", out / "hf"
-    shutil.rmtree(tmp, ignore_errors=True)
-    DatasetDict({k: Dataset.from_pandas(v.reset_index(drop=True), preserve_index=False)
-                 for k, v in frames.items()}).save_to_disk(str(tmp))
+    tmp, final, cache = out / ".hf.tmp", out / "hf", out / ".hf.cache"
+    for d in (tmp, cache):
+        shutil.rmtree(d, ignore_errors=True)
+    try:
+        # a Parquet file goes through Arrow (memory-mapped, converted into `cache`), not one in-memory DataFrame
+        DatasetDict({k: Dataset.from_parquet(str(v), cache_dir=str(cache)) if isinstance(v, Path)
+                     else Dataset.from_pandas(v.reset_index(drop=True), preserve_index=False)
+                     for k, v in frames.items()}).save_to_disk(str(tmp))
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
 

@@ -24,3 +24,23 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(TypeError):
         write_json_atomic({"a": object()}, tmp_path / "r.json")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_parquet_parts_appear_whole_or_not_at_all(tmp_path):
+    import pandas as pd
+
+    from common.atomic import write_parquet_parts_atomic
+
+    parts = [pd.DataFrame({"a": [1, 2], "b": [[1], [2, 3]]}), pd.DataFrame({"a": [3], "b": [[4]]})]
+    assert write_parquet_parts_atomic(iter(parts), tmp_path / "x.parquet") == 3
+    assert pd.read_parquet(tmp_path / "x.parquet")["a"].tolist() == [1, 2, 3]
+
+    def broken():
+        yield parts[0]
+        raise MemoryError("a part could not be built")
+
+    with pytest.raises(MemoryError):
+        write_parquet_parts_atomic(broken(), tmp_path / "y.parquet")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.parquet"]  # no partial file, no temp file
+    with pytest.raises(ValueError, match="no part"):
+        write_parquet_parts_atomic(iter([]), tmp_path / "z.parquet")

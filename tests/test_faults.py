@@ -172,6 +172,35 @@ def test_terminated_run_holds_its_dir_and_resumes_to_the_same_model(reference, t
     assert digest(run) == digest(reference)
 
 
+def test_sigterm_while_an_actor_call_never_returns_stops_with_one_line(reference, tmp_path):
+    """A rollout actor held inside `generate` (a generation that hangs, or one on a very large model): the
+    driver waits on it. A `ray.get` without a timeout never let the SIGTERM handler run; the process lingered
+    until Ray's GCS timeout and left without the `interrupted` line."""
+    run, err = seeded_from(reference, tmp_path / "held"), tmp_path / "stderr.txt"
+    hold = tmp_path / "hold"
+    hold.write_text("")
+    env = dict(os.environ, CONREC_HOLD_ROLLOUT_GENERATE=str(hold))
+    with open(err, "w") as f:
+        proc = subprocess.Popen(cmd(run, "--resume"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=f,
+                                start_new_session=True)
+    try:
+        deadline = time.time() + 600
+        while not list(tmp_path.glob("hold.*")) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)  # an actor writes hold.<pid> when it reaches the point and stays there
+        assert list(tmp_path.glob("hold.*")), err.read_text()[-3000:]
+        time.sleep(2)  # the driver is now waiting on the held call
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=45) == 143, err.read_text()[-3000:]
+        _assert_session_ends(proc.pid)  # the held actors too: the hold is still armed
+        text = err.read_text()
+        assert "conrec run: interrupted at GRPO" in text and "--resume" in text, text[-3000:]
+        assert "Traceback" not in text, text[-3000:]
+    finally:
+        hold.unlink(missing_ok=True)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("delay", [2.0, 5.0])
 def test_ctrl_c_while_ray_starts_leaves_no_process(reference, tmp_path, delay):
     """Ctrl-C soon after GRPO begins lands in `ray.init` or the actors' start: Ray does not yet know its

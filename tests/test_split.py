@@ -191,6 +191,26 @@ def test_data_split_cli_writes_parquet_and_a_datasetdict(tmp_path):
     assert set(dd) == {"train", "test", "examples"}
     for name in ("train", "test", "examples"):
         assert dd[name].num_rows == len(pd.read_parquet(tmp_path / "s" / f"{name}.parquet"))
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.name.startswith(".")) == []  # no temp, no cache
+
+
+def test_data_split_writes_examples_a_chunk_of_users_at_a_time_and_the_same_as_whole(tmp_path):
+    import pyarrow.parquet as pq
+
+    from cluster.cli import main as conrec
+    from feedback.loaders import load
+    from reward.ground_truth import build_ground_truth
+
+    spec = "synthetic:users=60,items=60,days=20,seed=1"
+    assert conrec(["data", "split", "--data", spec, "--out", str(tmp_path / "s"), "users_per_chunk=7"]) == 0
+    got = pd.read_parquet(tmp_path / "s" / "examples.parquet")
+    assert pq.ParquetFile(tmp_path / "s" / "examples.parquet").num_row_groups >= 5  # one per chunk of users
+    split = make_split(load(spec))
+    ex = training_examples(split, 50)
+    gt = build_ground_truth(ex, split, 50)
+    assert got["uidx"].tolist() == ex["uidx"].tolist() and got["cut_pos"].tolist() == ex["cut_pos"].tolist()
+    assert [g.tolist() for g in got["gts"]] == [gt.gts(i).tolist() for i in range(len(gt))]
+    assert [c.tolist() for c in got["ctx_items"]] == [c.tolist() for c in ex["ctx_items"]]
 
 
 def test_sft_holds_out_what_the_curriculum_validates_on():
