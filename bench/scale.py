@@ -299,7 +299,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{s:<9} {rows[-1]['seconds']:8.1f} s  peak {rows[-1]['peak_rss_mib'] / 1024:6.2f} GiB  "
               + json.dumps({k: v for k, v in rows[-1].items() if k not in ('stage', 'seconds', 'peak_rss_mib')}),
               flush=True)
-    print("wrote", save(f"scale_{a.events}_{a.items}", {"args": vars(a), "stages": rows}, a.out))
+    # a run of some stages replaces those rows of an earlier run at the same size and keeps the others
+    name = f"scale_{a.events}_{a.items}"
+    old = Path(a.out) / f"{name}.json"
+    keep = [r for r in json.loads(old.read_text())["stages"] if r["stage"] not in a.stages] if old.exists() else []
+    rows = sorted(keep + rows, key=lambda r: STAGES.index(r["stage"]))
+    print("wrote", save(name, {"args": vars(a), "stages": rows}, a.out))
     return 0
 
 

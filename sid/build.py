@@ -81,8 +81,10 @@ def build_sids(items: pd.DataFrame, category_columns: list[str], cfg: SidConfig,
     codes, method = resolve(raw, last_res, cb[-1], cfg.collisions)
     after = count_collisions(codes)
     index = SidIndex(items["item_id"].to_numpy(), codes, cb)
-    with torch.no_grad():
-        mse = float(((model.decoder(torch.from_numpy(index.item_embeddings)) - X) ** 2).mean())
+    with torch.no_grad():  # in slices: the decoded catalogue is as large as the input matrix
+        emb, step = torch.from_numpy(index.item_embeddings), 65536
+        mse = float(sum(float(((model.decoder(emb[s:s + step]) - X[s:s + step]) ** 2).sum())
+                        for s in range(0, len(X), step)) / max(X.numel(), 1))
     util, perp = level_stats(codes, index.level_sizes)
     report = {
         "n_items": int(len(items)),
