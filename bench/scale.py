@@ -8,7 +8,7 @@ Stages (each reads what the previous ones wrote under --dir):
             sessions over 60 days; items from the simulator's catalogue generator)
   split     load + validate + `make_split` + `save_split` (what `conrec run` hands the SFT process)
   examples  `training_examples` over the split, written in user chunks (examples/part-*.parquet)
-  gt        Swing on the negative graph (per-item user cap) + GTS/FPS for every example, in the same chunks
+  gt        Swing on the negative graph (exact) + GTS/FPS for every example, in the same chunks
   cli       the whole `conrec data split` (split, examples with their GTS/FPS in chunks, a HF DatasetDict)
   sid       `conrec sid build` with the hashing text encoder (a 4th level when collisions need it)
   trie      the SID trie in vLLM's logits processor: a tiny Qwen2 over the catalogue's SIDs, constrained vs
