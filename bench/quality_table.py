@@ -1,6 +1,7 @@
 """The quality sweep's table: every variant of scripts/quality_sweep, mean ± sd over seeds, paired CIs.
 
     python -m bench.quality_table [--root runs/quality] [--out docs/results/quality_ml100k] [--against shipped]
+                                  [--seeds 0 1 2]
 
 Reads ROOT/<variant>/seed_S/{report.json, per_user.npz}, pools the seeds present in every variant, and
 writes OUT.json (machine-readable) and OUT.md (the table for docs/BENCHMARKS.md). Comparisons are paired
@@ -22,11 +23,14 @@ from evaluation.compare import verdict
 KEYS = ["HR@20", "FHR@20", "LUF@20", "LIF@20", "CandAcc"]
 
 
-def collect(root: Path) -> dict:
+def collect(root: Path, only: list[int] | None = None) -> dict:
+    """Every variant's finished seeds (`only`: just those seeds)."""
     out = {}
     for v in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "base"):
         seeds = {}
         for d in sorted(v.glob("seed_*")):
+            if only is not None and int(d.name[5:]) not in only:
+                continue
             if (d / "report.json").exists() and (d / "per_user.npz").exists():
                 rep = json.loads((d / "report.json").read_text())
                 seeds[int(d.name[5:])] = {"results": rep["results"], "per_user": load_per_user(d / "per_user.npz"),
@@ -110,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", default="runs/quality")
     p.add_argument("--out", default="docs/results/quality_ml100k")
     p.add_argument("--against", default="", help="also compare every variant with this one, paired")
+    p.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: every finished one)")
     a = p.parse_args(argv)
-    runs = collect(Path(a.root))
+    runs = collect(Path(a.root), a.seeds)
     if not runs:
         raise FileNotFoundError(f"no finished variant under {a.root}: run scripts/quality_sweep first")
     rows, md = table(runs, a.against)
