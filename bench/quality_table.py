@@ -29,7 +29,7 @@ def collect(root: Path, only: list[int] | None = None) -> dict:
     for v in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "base"):
         seeds = {}
         for d in sorted(v.glob("seed_*")):
-            if only is not None and int(d.name[5:]) not in only:
+            if not d.is_dir() or (only is not None and int(d.name[5:]) not in only):
                 continue
             if (d / "report.json").exists() and (d / "per_user.npz").exists():
                 rep = json.loads((d / "report.json").read_text())
