@@ -71,6 +71,8 @@ CLI_CASES = {
                             r"grpo.reward.terms\[0\].name='hitt' is neither a built-in"),
     "rank reward on sampled groups": (lambda t: _run(t, "grpo.reward.terms=[{name: rank_hit}]",
                                                      "grpo.sampling.mode=sample"), r"set grpo.sampling.mode=beam"),
+    "fresh tail of the whole history": (lambda t: _run(t, "grpo.fresh_tail=1.0"),
+                                        r"grpo.fresh_tail=1.0 must be in \[0, 1\)"),
     "zero candidates": (lambda t: _run(t, "split.n_candidates=0"), r"split.n_candidates=0 must be ≥ 1"),
     "context fraction out of range": (lambda t: _run(t, "split.context_frac=1.5"),
                                       r"split.context_frac=1.5 must lie strictly between 0 and 1"),
