@@ -197,8 +197,8 @@ def write_seeds_report(cfg, seeds: list[int], per_seed: dict, per_user: dict, ru
               "config": to_dict(cfg)}
     write_json_atomic(report, run / "report.json")
     lines = [f"# conrec run — {cfg.data}, {len(seeds)} seeds ({', '.join(map(str, seeds))})", "",
-             f"K = {k}; {len(avg[methods[0]][keys[1]])} test users; wall time {seconds / 60:.1f} min. SIDs and "
-             "split shared; SFT and GRPO reseeded. Cells: mean ± sd across seeds.", "",
+             f"K = {k}; {len(avg[methods[0]][keys[1]])} test users; wall time {seconds / 60:.1f} min (the seeds' runs "
+             "added up). SIDs and split shared; SFT and GRPO reseeded. Cells: mean ± sd across seeds.", "",
              "| method | " + " | ".join(keys) + " | alignment_acc |", "|---" * (len(keys) + 2) + "|"]
     for m in methods:
         cells = [f"{stats[m][x]['mean']:.4f} ± {stats[m][x]['sd']:.4f}" for x in keys]

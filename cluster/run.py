@@ -304,7 +304,6 @@ def seeded(cfg: RunConfig, seed: int, run_dir: Path) -> RunConfig:
 def run_seeds(cfg: RunConfig, n_seeds: int, resume: bool = False) -> tuple[dict, dict] | None:
     """`--seeds N`: seeds cfg.seed … cfg.seed + N − 1 in RUN/seed_S (SIDs and split shared in RUN/sid),
     then RUN/report.{json,md} with mean ± sd across seeds and paired CIs. A finished seed is kept."""
-    t0 = time.perf_counter()
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
@@ -323,7 +322,9 @@ def run_seeds(cfg: RunConfig, n_seeds: int, resume: bool = False) -> tuple[dict,
         if out is None:
             return None
         per_seed[s], per_user[s] = out
-    write_seeds_report(cfg, seeds, per_seed, per_user, run, time.perf_counter() - t0)
+    # the seeds' own wall times added up: a seed finished by an earlier invocation still counts what it cost
+    seconds = sum(json.loads((run / f"seed_{s}" / "report.json").read_text()).get("seconds", 0.0) for s in seeds)
+    write_seeds_report(cfg, seeds, per_seed, per_user, run, seconds)
     methods = per_seed[seeds[0]]
     means = {m: {k: float(np.mean([per_seed[s][m][k] for s in seeds])) for k in methods[m]} for m in methods}
     return means, {m: {k: seed_average([per_user[s][m][k] for s in seeds]) for k in per_user[seeds[0]][m]}
