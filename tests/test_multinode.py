@@ -4,7 +4,8 @@ Ray's actor table), leaves no actor alive after it ends, and a placement the nod
 the timeout naming what is missing. A worker node removed mid-step (its raylet and every process on it) with a
 learner rank on it: the run rebuilds the learner group on the surviving nodes and ends with the same model,
 bit for bit; when the topology cannot be met any more, it stops with one line saying what is missing and how
-to resume (these two are `slow`: `./scripts/test -m slow tests/test_multinode.py`, ≈ 3 min here)."""
+to resume. A worker node removed with the rollout actor on it: the actor is restarted on a surviving node and
+the run ends with the same model (these three are `slow`: `./scripts/test -m slow tests/test_multinode.py`)."""
 
 import hashlib
 import json
@@ -151,6 +152,58 @@ def test_lost_node_the_topology_cannot_spare_stops_with_one_line(cluster, spread
     assert re.search(r"conrec run: error: placement group of 3 bundles .* was not placed again after a node was lost "
                      r"within 40s: STRICT_SPREAD needs 3 nodes .*; 2 of the 2 alive nodes have it\..*continue with "
                      r"`conrec run --config \.\.\. --resume`", err), err[-3000:]
+
+
+@pytest.mark.slow
+def test_lost_node_with_the_rollout_actor_is_survived(cluster, spread_run, tmp_path):
+    """The node holding the rollout actor is removed while the actor is inside `generate`: Ray places its bundle
+    again on a surviving node and restarts the actor there, the driver re-primes it with the current weights and
+    redoes its shard with the same seeds, and the run ends with the same model, bit for bit."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    c, _ = cluster
+    ray.init(address=c.address, logging_level="ERROR")
+    # the head's CPUs held, so the rollout and learner bundles land on the two removable workers
+    hog = ray.remote(num_cpus=3)(type("HeadCpus", (), {"ping": lambda self: 1})).options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(c.head_node.node_id, soft=False)).remote()
+    try:
+        ray.get(hog.ping.remote(), timeout=120)
+        topo = ("topology.rollout_actors=1", "topology.learner_ranks=1", "topology.placement_strategy=SPREAD")
+        ref = seeded(spread_run[0], tmp_path / "ref")
+        p = conrec(ref, c.address, "--resume", *topo)
+        assert p.returncode == 0, p.stderr[-5000:]
+
+        run, hold = seeded(spread_run[0], tmp_path / "rollout_node_lost"), tmp_path / "hold"
+        hold.touch()
+        cmd = [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"),
+               f"run_dir={run}", *ARGS, ONE_STAGE, f"topology.ray_address={c.address}", "--resume", *topo]
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "CONREC_HOLD_ROLLOUT_GENERATE": str(hold)})
+        try:
+            deadline = time.time() + 600
+            while not list(tmp_path.glob("hold.*")) and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.2)
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            host = {a["ActorClassName"].split(".")[-1]: a["Address"]["NodeID"] for a in
+                    c.global_state.actor_table(None).values() if a["State"] == "ALIVE"}
+            assert len({host["RolloutActor"], host["LearnerActor"], c.head_node.node_id}) == 3, host
+            c.remove_node(next(n for n in c.worker_nodes if n.node_id == host["RolloutActor"]), allow_graceful=False)
+            hold.unlink()
+            _, err = proc.communicate(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            c.add_node(num_cpus=3)  # the next test finds three nodes again
+            c.wait_for_nodes()
+        assert proc.returncode == 0, err[-5000:]
+        rows = [json.loads(x) for x in (run / "grpo" / "metrics.jsonl").read_text().splitlines()]
+        assert rows[-1]["fault/node_losses"] == 1 and rows[-1]["fault/rollout_restarts"] >= 1, rows[-1]
+        assert rows[-1]["fault/learner_restarts"] == 0
+        assert digest(run) == digest(ref)
+    finally:
+        ray.kill(hog)
+        ray.shutdown()
 
 
 def ray_job(c, *args, timeout=900):
