@@ -423,8 +423,12 @@ class Driver:
         for a in self.learners:
             ray.kill(a, no_restart=True)
         self._count_node_losses()
-        # a lost node takes its bundles with it; Ray places them again if the surviving nodes can hold them, and
-        # _start_learners waits for that (bounded) or says what is missing
+        # a lost node takes its bundles with it; Ray places them again if the surviving nodes can hold them
+        if not self.pg.wait(t.placement_timeout_s):
+            raise PlacementError(placement_message(self.bundles, t.placement_strategy, t.placement_timeout_s,
+                                                   again=True) +
+                                 f" The checkpoints under {run / 'checkpoints'} are intact: once the cluster has "
+                                 "them, continue with `conrec run --config ... --resume`") from err
         self._start_learners()
         self.weights.reset(self.learners, self.rollouts)
         st = self._load_state(run)

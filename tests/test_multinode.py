@@ -239,14 +239,15 @@ def test_ray_job_submit_logs_and_stop(cluster, spread_run, tmp_path):
     assert digest(run) == digest(spread_run[0])
 
     run = seeded(spread_run[0], tmp_path / "job_stop")
-    many = "curriculum.stages=[{name: neg_all, context_mode: neg_all, steps: 500}]"
+    many = "curriculum.stages=[{name: neg_all, context_mode: neg_all, steps: 5000}]"
     p = ray_job(c, "submit", "--no-wait", "--working-dir", str(ROOT), "--submission-id", "conrec-stop", "--",
                 *job_entry(run, many), timeout=300)
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
-    target, deadline = run / "grpo" / "checkpoints" / "step_000002" / "manifest.json", time.time() + 600
-    while not target.exists() and time.time() < deadline:
+    # any finished checkpoint means mid-GRPO (on an idle machine step 2's is rotated away within a second)
+    deadline = time.time() + 600
+    while not list(run.glob("grpo/checkpoints/step_*/manifest.json")) and time.time() < deadline:
         time.sleep(0.5)
-    assert target.exists(), ray_job(c, "logs", "conrec-stop").stdout[-3000:]
+    assert list(run.glob("grpo/checkpoints/step_*/manifest.json")), ray_job(c, "logs", "conrec-stop").stdout[-3000:]
     assert ray_job(c, "stop", "conrec-stop", timeout=300).returncode == 0
     deadline = time.time() + 120
     while time.time() < deadline:
