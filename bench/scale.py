@@ -223,8 +223,9 @@ def _reward(split, d: Path, a) -> dict:
     G, groups = 16, a.reward_groups
     ids = np.repeat(rng.integers(0, len(gt), groups), G)
     # a beam group's outputs: its own GTS items where it has them (hits), catalogue items otherwise
-    outs = [index.sid(int(gt.gts(i)[0]) if j == 0 and len(gt.gts(i)) else int(rng.integers(len(index.codes))))
-            for k, i in enumerate(ids) for j in [k % G]]
+    hit = np.arange(len(ids)) % G == 0
+    outs = [index.sid(int(gt.gts(i)[0]) if h and len(gt.gts(i)) else int(rng.integers(len(index.codes))))
+            for i, h in zip(ids, hit)]
     init_local_ray(2, prefix="cr_scale_")
     try:
         t0 = time.perf_counter()

@@ -69,14 +69,16 @@ def stage_sids(cfg: RunConfig, data, run: Path) -> Path:
     return d
 
 
-def sft_split(cfg: RunConfig, split):
-    """The split SFT trains on, and each user's first fresh-tail position (empty without `grpo.fresh_tail`)."""
+def sft_split(cfg: RunConfig, split, val=None):
+    """The split SFT trains on, and each user's first fresh-tail position (empty without `grpo.fresh_tail`).
+    `val`: the curriculum's validation users when the caller already has them."""
     from feedback.split import fresh_tail, validation_users, without_validation_future
 
     if cfg.grpo.val_holdout:
         # the curriculum's validation users' last windows stay out of SFT too, so the stage acceptance
         # compares GRPO against a model that has not memorised what it is validated on
-        split = without_validation_future(split, validation_users(split, cfg.grpo.val_users, cfg.split.seed))
+        val = val if val is not None else validation_users(split, cfg.grpo.val_users, cfg.split.seed)
+        split = without_validation_future(split, val)
     return fresh_tail(split, cfg.grpo.fresh_tail) if cfg.grpo.fresh_tail else (split, {})
 
 
@@ -157,7 +159,7 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
                  len(examples), n0, len(val.test))
     if cfg.grpo.fresh_tail:
         n0 = len(examples)
-        examples = in_fresh_tail(examples, sft_split(cfg, split)[1])
+        examples = in_fresh_tail(examples, sft_split(cfg, split, val)[1])
         log.info("GRPO examples: %d of %d (cut inside each user's last %g, held out of SFT)", len(examples), n0,
                  cfg.grpo.fresh_tail)
     if cfg.grpo.examples_per_user:
