@@ -207,7 +207,9 @@ def test_ctrl_c_while_ray_starts_leaves_no_process(reference, tmp_path, delay):
     node, and its raylet's agents used to outlive the driver, orphaned."""
     run, err = seeded_from(reference, tmp_path / "ctrl_c"), tmp_path / "stderr.txt"
     with open(err, "w") as f:
-        proc = subprocess.Popen(cmd(run, "--resume"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=f,
+        # GRPO long enough that the Ctrl-C lands before the run ends, however fast the machine
+        long = "curriculum.stages=[{name: neg_all, context_mode: neg_all, steps: 2000}]"
+        proc = subprocess.Popen(cmd(run, "--resume", long), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=f,
                                 start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 300
