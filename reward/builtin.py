@@ -34,8 +34,8 @@ class RewardBatch:
 
 
 def _gts_fps_sims(b: RewardBatch) -> tuple[np.ndarray, np.ndarray]:
-    """Max similarity of each output to its example's GTS and to its FPS."""
-    g = b.space.max_sim(b.out_items, b.gt.gts_indptr, b.gt.gts_items, b.sample_ids)
+    """Max similarity of each output to its example's GTS (weighted, when the GTS has weights) and to its FPS."""
+    g = b.space.max_sim(b.out_items, b.gt.gts_indptr, b.gt.gts_items, b.sample_ids, b.gt.gts_weights)
     f = b.space.max_sim(b.out_items, b.gt.fps_indptr, b.gt.fps_items, b.sample_ids)
     return g, f
 
@@ -50,11 +50,10 @@ def future_sim(b: RewardBatch, gamma: float = 0.5) -> dict:
 @register_reward("hit")
 def hit(b: RewardBatch, level_rewards: tuple = (1.0, 0.1, 0.01)) -> dict:
     """By leading code levels shared with the best GTS item: all L → 1, L−1 → 0.1, L−2 → 0.01, else 0
-    (for 3-level codes: 1 / 0.1 / 0.01 for 3 / 2 / 1 matching levels)."""
-    m = b.space.max_prefix_match(b.out_items, b.gt.gts_indptr, b.gt.gts_items, b.sample_ids)
-    short = b.space.codes.shape[1] - m
-    table = np.asarray(level_rewards, dtype=np.float32)
-    score = np.where((m > 0) & (short < len(table)), table[np.minimum(short, len(table) - 1)], 0.0)
+    (for 3-level codes: 1 / 0.1 / 0.01 for 3 / 2 / 1 matching levels). A weighted GTS pays the best
+    weight · level reward over its items (a full hit on a weak Swing neighbour pays its weight)."""
+    m, score = b.space.max_prefix_match(b.out_items, b.gt.gts_indptr, b.gt.gts_items, b.sample_ids,
+                                        level_rewards, b.gt.gts_weights)
     return {"score": score.astype(np.float32), "matched_levels": m.astype(np.float32)}
 
 

@@ -1,9 +1,12 @@
 """Per-example reward ground truth, built once per dataset and stored with the examples.
 
 GTS (ground-truth set) = the example's negatives within the horizon ∪ the top-n Swing neighbours of
-its context negatives (Swing on the negative-feedback graph of the training events). FPS = its
-positives within the horizon. Sets are packed as CSR arrays (indptr + item indices), which is what
-the reward actors receive once through the object store.
+its context negatives (Swing on the negative-feedback graph of the training events), and optionally
+∪ the top-n Swing neighbours of its future negatives. FPS = its positives within the horizon. Sets
+are packed as CSR arrays (indptr + item indices), which is what the reward actors receive once
+through the object store. A GTS may carry a weight per item (`gts_weights`): with
+`weighting="swing_score"`, a future negative weighs 1 and a neighbour its Swing score over the
+example's best neighbour score, so the hit rewards pay most for the strongest collaborative signal.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ class GroundTruth:
     fps_indptr: np.ndarray
     fps_items: np.ndarray
     next_negative: np.ndarray
+    gts_weights: np.ndarray | None = None
+    """Weight of each GTS item (aligned with gts_items); None: every item weighs 1."""
 
     def __len__(self) -> int:
         return len(self.next_negative)
@@ -38,53 +43,98 @@ class GroundTruth:
     def fps(self, i: int) -> np.ndarray:
         return self.fps_items[self.fps_indptr[i]:self.fps_indptr[i + 1]]
 
+    def weights(self, i: int) -> np.ndarray:
+        s, e = self.gts_indptr[i], self.gts_indptr[i + 1]
+        return np.ones(e - s, np.float32) if self.gts_weights is None else self.gts_weights[s:e]
+
     @staticmethod
-    def from_lists(gts: list, fps: list, next_negative) -> "GroundTruth":
-        def pack(sets):
+    def from_lists(gts: list, fps: list, next_negative, gts_weights: list | None = None) -> "GroundTruth":
+        def pack(sets, dtype=np.int64):
             lens = np.array([len(s) for s in sets], dtype=np.int64)
-            items = np.concatenate([np.asarray(s, dtype=np.int64) for s in sets]) if len(sets) else np.empty(0, int)
-            return np.r_[0, np.cumsum(lens)].astype(np.int64), items.astype(np.int64)
+            items = np.concatenate([np.asarray(s, dtype=dtype) for s in sets]) if len(sets) else np.empty(0, dtype)
+            return np.r_[0, np.cumsum(lens)].astype(np.int64), items.astype(dtype)
 
         gi, g = pack(gts)
         fi, f = pack(fps)
-        return GroundTruth(gi, g, fi, f, np.asarray(next_negative, dtype=np.int64))
+        w = None
+        if gts_weights is not None:
+            wi, w = pack(gts_weights, np.float32)
+            if not np.array_equal(wi, gi):
+                raise ValueError("GTS weights must have one weight per GTS item, example by example")
+        return GroundTruth(gi, g, fi, f, np.asarray(next_negative, dtype=np.int64), w)
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"gts": [self.gts(i) for i in range(len(self))],
-                             "fps": [self.fps(i) for i in range(len(self))],
-                             "next_negative": self.next_negative})
+        cols = {"gts": [self.gts(i) for i in range(len(self))], "fps": [self.fps(i) for i in range(len(self))],
+                "next_negative": self.next_negative}
+        if self.gts_weights is not None:
+            cols["gts_weights"] = [self.weights(i) for i in range(len(self))]
+        return pd.DataFrame(cols)
 
     @staticmethod
     def from_frame(df: pd.DataFrame) -> "GroundTruth":
         for col in ("gts", "fps", "next_negative"):
             if col not in df.columns:
                 raise ValueError(f"ground-truth table lacks column {col!r}; build it with reward.ground_truth")
-        return GroundTruth.from_lists(list(df["gts"]), list(df["fps"]), df["next_negative"].to_numpy())
+        w = list(df["gts_weights"]) if "gts_weights" in df.columns else None
+        return GroundTruth.from_lists(list(df["gts"]), list(df["fps"]), df["next_negative"].to_numpy(), w)
+
+
+WEIGHTINGS = ("flat", "swing_score")
+
+
+def _top_neighbours(scores: sp.csr_matrix, r: int, exclude: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row r's n best-scored items outside `exclude` (ties by item index), with their scores."""
+    s, e = scores.indptr[r], scores.indptr[r + 1]
+    cand, val = scores.indices[s:e], scores.data[s:e]
+    keep = ~np.isin(cand, exclude)
+    cand, val = cand[keep], val[keep]
+    top = np.lexsort((cand, -val))[:n] if n else np.empty(0, np.int64)
+    return cand[top].astype(np.int64), val[top]
+
+
+def _query(lists, n: int, n_items: int) -> sp.csr_matrix:
+    """Rows = examples, a 1 at each item of the example's list."""
+    rows = np.repeat(np.arange(n), [len(x) for x in lists])
+    cols = np.concatenate([np.asarray(x, dtype=np.int64) for x in lists]) if n else np.empty(0, np.int64)
+    Q = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n_items))
+    Q.data[:] = 1.0  # an item listed twice counts once
+    return Q
 
 
 def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
-                       swing: SwingConfig | None = None, similarity: sp.csr_matrix | None = None) -> GroundTruth:
+                       swing: SwingConfig | None = None, similarity: sp.csr_matrix | None = None,
+                       future_swing_n: int = 0, weighting: str = "flat") -> GroundTruth:
     """GTS/FPS for every training example (rows of `feedback.split.training_examples`). `similarity`: the
-    split's Swing matrix when the caller already has it (examples built in chunks share one)."""
+    split's Swing matrix when the caller already has it (examples built in chunks share one).
+    `future_swing_n`: Swing neighbours of the example's future negatives also join its GTS. `weighting`:
+    "flat" (no weights) or "swing_score" (see the module docstring)."""
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"GTS weighting {weighting!r} is unknown; use one of {WEIGHTINGS}")
     S = similarity if similarity is not None else swing_similarity(split.negative_matrix(), swing or SwingConfig())
-    gts, fps = [], []
     n = len(examples)
-    # one sparse product for all examples: rows = examples, columns = their context negatives
-    rows = np.repeat(np.arange(n), [int((f == -1).sum()) for f in examples["ctx_fb"]])
-    cols = np.concatenate([i[f == -1] for i, f in zip(examples["ctx_items"], examples["ctx_fb"])]) if n else []
-    Q = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, split.n_items))
-    Q.data[:] = 1.0
-    scores = (Q @ S).tocsr()
+    ctx_neg = [i[f == -1] for i, f in zip(examples["ctx_items"], examples["ctx_fb"])]
+    # one sparse product for all examples: rows = examples, columns = their context (future) negatives
+    scores = (_query(ctx_neg, n, split.n_items) @ S).tocsr()
+    fscores = (_query(list(examples["future_neg"]), n, split.n_items) @ S).tocsr() if future_swing_n else None
+    gts, fps, weights = [], [], []
     for r, (fneg, fpos) in enumerate(zip(examples["future_neg"], examples["future_pos"])):
-        s, e = scores.indptr[r], scores.indptr[r + 1]
-        cand, val = scores.indices[s:e], scores.data[s:e]
-        own = Q.indices[Q.indptr[r]:Q.indptr[r + 1]]
-        keep = ~np.isin(cand, own)
-        cand, val = cand[keep], val[keep]
-        top = cand[np.lexsort((cand, -val))[:swing_n]] if swing_n else np.empty(0, np.int64)
-        gts.append(np.union1d(np.asarray(fneg, dtype=np.int64), top))
+        fneg = np.unique(np.asarray(fneg, dtype=np.int64))
+        parts = [(fneg, np.ones(len(fneg)))]
+        own = np.unique(ctx_neg[r])
+        parts.append(_top_neighbours(scores, r, own, swing_n))
+        if fscores is not None:
+            parts.append(_top_neighbours(fscores, r, np.union1d(own, fneg), future_swing_n))
+        items = np.concatenate([p[0] for p in parts])
+        # each neighbour list is scaled by its own best score; an item in several parts keeps its largest weight
+        w = np.concatenate([p[1] / p[1].max() if len(p[1]) and p[1].max() > 0 else p[1] for p in parts])
+        u, inv = np.unique(items, return_inverse=True)
+        wu = np.zeros(len(u))
+        np.maximum.at(wu, inv.ravel(), w)
+        gts.append(u)
+        weights.append(wu.astype(np.float32))
         fps.append(np.asarray(fpos, dtype=np.int64))
-    return GroundTruth.from_lists(gts, fps, examples["next_negative"].to_numpy())
+    return GroundTruth.from_lists(gts, fps, examples["next_negative"].to_numpy(),
+                                  weights if weighting == "swing_score" else None)
 
 
 def save_ground_truth(gt: GroundTruth, path: str | Path) -> Path:

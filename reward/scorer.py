@@ -46,6 +46,11 @@ class RewardConfig:
     """Reward of a generated code that maps to no catalogue item."""
     swing_n: int = 50
     """Swing neighbours of the context negatives added to each example's GTS."""
+    future_swing_n: int = 0
+    """Swing neighbours of the example's future negatives also added to its GTS (0 = none)."""
+    gts_weighting: str = "flat"
+    """'flat': a hit on any GTS item counts the same; 'swing_score': a future negative weighs 1, a Swing
+    neighbour its score over the example's best neighbour score (hit, rank_hit and future_sim use them)."""
     num_workers: int = 2
     """Reward actors in the server pool."""
     batch_timeout_s: float = 120.0

@@ -22,9 +22,10 @@ class CodebookSpace:
     def from_index(cls, index) -> "CodebookSpace":
         return cls(index.item_embeddings, index.codes)
 
-    def max_sim(self, out_items: np.ndarray, indptr: np.ndarray, items: np.ndarray, rows: np.ndarray
-                ) -> np.ndarray:
-        """For sample b (set row rows[b]): max cosine between item out_items[b] and that row's set.
+    def max_sim(self, out_items: np.ndarray, indptr: np.ndarray, items: np.ndarray, rows: np.ndarray,
+                weights: np.ndarray | None = None) -> np.ndarray:
+        """For sample b (set row rows[b]): max cosine between item out_items[b] and that row's set (max of
+        weight · cosine when the set items carry `weights`, aligned with `items`).
 
         Invalid outputs (-1) and empty sets give 0. Rollouts of one prompt share its row (GRPO's G
         samples), so each row's set is gathered once, padded, and met by all of that row's outputs in
@@ -41,13 +42,16 @@ class CodebookSpace:
         lens = indptr[uniq + 1] - indptr[uniq]
         pos = np.arange(int(lens.max()))[None, :]
         valid = pos < lens[:, None]
-        T = self.unit[items[np.where(valid, indptr[uniq][:, None] + pos, 0)]]  # [U, L, D]
+        at = np.where(valid, indptr[uniq][:, None] + pos, 0)
+        T = self.unit[items[at]]  # [U, L, D]
         order = np.argsort(inv, kind="stable")
         rank = np.empty(len(inv), dtype=np.int64)
         rank[order] = np.arange(len(inv)) - np.repeat(np.r_[0, np.cumsum(cnt)[:-1]], cnt)
         outs = np.zeros((len(uniq), int(cnt.max()), self.unit.shape[1]), dtype=np.float32)
         outs[inv, rank] = self.unit[out_items[ok]]
         dots = np.matmul(outs, T.transpose(0, 2, 1))  # [U, G, L]
+        if weights is not None:
+            dots = dots * weights[at][:, None, :]
         dots = np.where(valid[:, None, :], dots, -np.inf)
         res[ok] = dots.max(axis=2)[inv, rank]
         return res
@@ -60,19 +64,33 @@ class CodebookSpace:
         out[ok] = np.einsum("ij,ij->i", self.unit[a[ok]], self.unit[b[ok]])
         return out
 
-    def max_prefix_match(self, out_items: np.ndarray, indptr: np.ndarray, items: np.ndarray, rows: np.ndarray
-                         ) -> np.ndarray:
-        """For sample b: the longest leading run of code levels shared with any item of its set."""
+    def max_prefix_match(self, out_items: np.ndarray, indptr: np.ndarray, items: np.ndarray, rows: np.ndarray,
+                         table: np.ndarray | None = None, weights: np.ndarray | None = None):
+        """For sample b: the longest leading run of code levels shared with any item of its set.
+
+        With `table` (reward by levels short of a full match: table[0] for all levels, table[1] for one
+        short, ...) and `weights` (one per set item, aligned with `items`), also returns each sample's best
+        weights[j] · table[L − run_j] over its set: (runs, scores)."""
         out_items = np.asarray(out_items, dtype=np.int64)
         starts, ends = indptr[rows], indptr[rows + 1]
         lens = ends - starts
         res = np.zeros(len(out_items), dtype=np.int64)
+        best = np.zeros(len(out_items), dtype=np.float32)
         ok = (lens > 0) & (out_items >= 0)
         if not ok.any():
-            return res
+            return res if table is None else (res, best)
         lo, ln, o = starts[ok], lens[ok], out_items[ok]
         flat = np.repeat(lo - np.r_[0, np.cumsum(ln)[:-1]], ln) + np.arange(ln.sum())
         eq = self.codes[np.repeat(o, ln)] == self.codes[items[flat]]
         run = np.cumprod(eq, axis=1).sum(1)  # leading matches
-        res[ok] = np.maximum.reduceat(run, np.r_[0, np.cumsum(ln)[:-1]])
-        return res
+        seg = np.r_[0, np.cumsum(ln)[:-1]]
+        res[ok] = np.maximum.reduceat(run, seg)
+        if table is None:
+            return res
+        table = np.asarray(table, dtype=np.float32)
+        short = self.codes.shape[1] - run
+        pay = np.where((run > 0) & (short < len(table)), table[np.minimum(short, len(table) - 1)], 0.0)
+        if weights is not None:
+            pay = pay * weights[flat]
+        best[ok] = np.maximum.reduceat(pay, seg)
+        return res, best

@@ -73,6 +73,8 @@ CLI_CASES = {
                                                      "grpo.sampling.mode=sample"), r"set grpo.sampling.mode=beam"),
     "fresh tail of the whole history": (lambda t: _run(t, "grpo.fresh_tail=1.0"),
                                         r"grpo.fresh_tail=1.0 must be in \[0, 1\)"),
+    "misspelt GTS weighting": (lambda t: _run(t, "grpo.reward.gts_weighting=swing"),
+                               r"grpo.reward.gts_weighting='swing' must be one of flat, swing_score"),
     "zero candidates": (lambda t: _run(t, "split.n_candidates=0"), r"split.n_candidates=0 must be ≥ 1"),
     "context fraction out of range": (lambda t: _run(t, "split.context_frac=1.5"),
                                       r"split.context_frac=1.5 must lie strictly between 0 and 1"),

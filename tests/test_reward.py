@@ -277,3 +277,44 @@ def test_ground_truth_in_user_chunks_with_one_swing_matrix_equals_the_whole():
     assert got == [whole.gts(i).tolist() for i in range(len(whole))]
     assert [g.fps(i).tolist() for _, g in parts for i in range(len(g))] == \
         [whole.fps(i).tolist() for i in range(len(whole))]
+
+
+def test_weighted_gts_by_hand():
+    """A weighted GTS pays weight · level reward of its best item (hit, rank_hit) and weight · cosine
+    (future_sim). Sample 0: GTS {1: weight 1, 2: weight 0.3}."""
+    gt = GroundTruth.from_lists([[1, 2], [3]], [[3], []], [1, 3], gts_weights=[[1.0, 0.3], [1.0]])
+    sc = RewardScorer(RewardConfig(terms=[RewardTerm("hit")]), gt, INDEX)
+    out = sc.score([0, 0, 0, 0], [S0, S1, S2, S3])
+    # item0 (0,0): one level with item2 (0,1) → 0.1 · 0.3; item1 exact → 1; item2 exact → 0.3; item3 → 0
+    assert out["score"].tolist() == pytest.approx([0.03, 1.0, 0.3, 0.0])
+    assert out["terms"]["hit/matched_levels"].tolist() == [1, 2, 2, 0]
+    fs = RewardScorer(RewardConfig(terms=[RewardTerm("future_sim", params={"gamma": 0.0})]), gt, INDEX)
+    # item0 (1,0) vs item1 (0,1): cos 0; vs item2 (1,1): 1/√2, weighted 0.3
+    assert fs.score([0], [S0])["score"][0] == pytest.approx(0.3 * R2)
+    g2 = GroundTruth.from_frame(gt.to_frame())
+    assert np.array_equal(g2.gts_weights, gt.gts_weights)
+    with pytest.raises(ValueError, match="one weight per GTS item"):
+        GroundTruth.from_lists([[1, 2]], [[]], [1], gts_weights=[[1.0]])
+
+
+def test_ground_truth_future_neighbours_and_swing_score_weights_by_hand():
+    """Swing rows by hand: item 0 ~ {2: 0.8, 3: 0.4}, item 1 ~ {3: 0.5, 4: 0.2}. One example with context
+    negative 0 and future negative 1."""
+    import pandas as pd
+    import scipy.sparse as sp
+
+    S = sp.csr_matrix(([0.8, 0.4, 0.5, 0.2], ([0, 0, 1, 1], [2, 3, 3, 4])), shape=(5, 5))
+    ex = pd.DataFrame({"ctx_items": [np.array([0])], "ctx_fb": [np.array([-1])], "future_neg": [np.array([1])],
+                       "future_pos": [np.array([], dtype=int)], "next_negative": [1]})
+    split = type("S", (), {"n_items": 5})()
+    flat = build_ground_truth(ex, split, swing_n=2, similarity=S)
+    assert flat.gts(0).tolist() == [1, 2, 3] and flat.gts_weights is None
+    # the context's neighbours 2, 3 scaled by their best score 0.8: 1, 0.5
+    w = build_ground_truth(ex, split, swing_n=2, similarity=S, weighting="swing_score")
+    assert w.gts(0).tolist() == [1, 2, 3] and w.weights(0).tolist() == pytest.approx([1.0, 1.0, 0.5])
+    # the future negative's neighbours 3, 4 scaled by 0.5: 1, 0.4; item 3 keeps its larger weight
+    f = build_ground_truth(ex, split, swing_n=2, similarity=S, future_swing_n=2, weighting="swing_score")
+    assert f.gts(0).tolist() == [1, 2, 3, 4] and f.weights(0).tolist() == pytest.approx([1.0, 1.0, 1.0, 0.4])
+    assert build_ground_truth(ex, split, swing_n=0, similarity=S, future_swing_n=1).gts(0).tolist() == [1, 3]
+    with pytest.raises(ValueError, match="GTS weighting 'rank' is unknown"):
+        build_ground_truth(ex, split, similarity=S, weighting="rank")
