@@ -105,33 +105,33 @@ def stage(name: str, d: Path, a) -> dict:
     from feedback.split import load_split
 
     split = load_split(d / "split")
-    if name in ("examples", "gt"):
+    if name == "examples":
         from feedback.split import training_examples, user_chunks
-        from reward.ground_truth import build_ground_truth
 
         out = d / name
         out.mkdir(exist_ok=True)
-        n_rows, n_gts = 0, 0
-        S = None
-        if name == "gt":
-            from feedback.swing import SwingConfig, swing_similarity
-
-            t0 = time.perf_counter()
-            S = swing_similarity(split.negative_matrix(), SwingConfig())
-            swing_s = time.perf_counter() - t0
+        n_rows = 0
         for c, part in enumerate(user_chunks(split, CHUNK_USERS)):
             ex = training_examples(part, max_context=50)
-            if name == "examples":
-                write_parquet_atomic(ex, out / f"part-{c:04d}.parquet")
-            else:
-                gt = build_ground_truth(ex, split, swing_n=50, similarity=S)
-                write_parquet_atomic(gt.to_frame(), out / f"part-{c:04d}.parquet")
-                n_gts += int(sum(len(gt.gts(i)) for i in range(len(gt))))
+            write_parquet_atomic(ex, out / f"part-{c:04d}.parquet")
             n_rows += len(ex)
-        res = {"rows": n_rows, "chunks": c + 1}
-        if name == "gt":
-            res |= {"swing_seconds": swing_s, "swing_nnz": int(S.nnz), "gts_items_mean": n_gts / max(n_rows, 1)}
-        return res
+        return {"rows": n_rows, "chunks": c + 1}
+    if name == "gt":  # the path of `conrec data split`: examples and their ground truth by user chunks
+        from feedback.swing import SwingConfig, swing_similarity
+        from reward.ground_truth import chunked_ground_truth
+
+        out = d / name
+        out.mkdir(exist_ok=True)
+        t0 = time.perf_counter()
+        S = swing_similarity(split.negative_matrix(), SwingConfig())
+        swing_s = time.perf_counter() - t0
+        n_rows, n_gts = 0, 0
+        for c, (ex, gt) in enumerate(chunked_ground_truth(split, 50, CHUNK_USERS, swing_n=50, similarity=S)):
+            write_parquet_atomic(gt.to_frame(), out / f"part-{c:04d}.parquet")
+            n_gts += int(gt.gts_indptr[-1])
+            n_rows += len(ex)
+        return {"rows": n_rows, "chunks": c + 1, "swing_seconds": swing_s, "swing_nnz": int(S.nnz),
+                "gts_items_mean": n_gts / max(n_rows, 1)}
     if name == "sid":
         from sid.build import SidConfig, build_sids
         from sid.encode import EncoderConfig

@@ -57,23 +57,18 @@ def main(argv: list[str] | None = None) -> int:
             write_json_atomic(data.report.to_dict(), a.out)
         return 0
 
-    from feedback.split import make_split, training_examples
+    from feedback.split import make_split
 
     split = make_split(data, cfg.split)
     if a.cmd == "split":
         if not a.out:
             p.error("split needs --out FOLDER")
         out = Path(a.out)
-        from feedback.split import save_split, user_chunks
-        from feedback.swing import SwingConfig, swing_similarity
-        from reward.ground_truth import build_ground_truth
-
-        S = swing_similarity(split.negative_matrix(), SwingConfig())
+        from feedback.split import save_split
+        from reward.ground_truth import chunked_ground_truth
 
         def parts():  # a chunk of users at a time: one example per context negative is millions at 10 M events
-            for part in user_chunks(split, cfg.users_per_chunk):
-                ex = training_examples(part, cfg.max_context)
-                gt = build_ground_truth(ex, split, cfg.gts_swing_n, similarity=S)
+            for ex, gt in chunked_ground_truth(split, cfg.max_context, cfg.users_per_chunk, cfg.gts_swing_n):
                 yield ex.assign(gts=[gt.gts(i) for i in range(len(gt))], fps=[gt.fps(i) for i in range(len(gt))])
 
         n_ex = write_parquet_parts_atomic(parts(), out / "examples.parquet")

@@ -137,6 +137,19 @@ def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
                                   weights if weighting == "swing_score" else None)
 
 
+def chunked_ground_truth(split: Split, max_context: int, users_per_chunk: int, swing_n: int = 50,
+                         similarity: sp.csr_matrix | None = None, **kw):
+    """(training examples, their ground truth) a chunk of users at a time, in user order, all sharing one Swing
+    matrix: at catalogue scale one example per context negative is millions of rows, too many at once.
+    Concatenated, the chunks are `build_ground_truth(training_examples(split, max_context), split, ...)`."""
+    from feedback.split import training_examples, user_chunks
+
+    S = similarity if similarity is not None else swing_similarity(split.negative_matrix(), SwingConfig())
+    for part in user_chunks(split, users_per_chunk):
+        ex = training_examples(part, max_context)
+        yield ex, build_ground_truth(ex, split, swing_n, similarity=S, **kw)
+
+
 def save_ground_truth(gt: GroundTruth, path: str | Path) -> Path:
     from common.atomic import write_parquet_atomic
 

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -113,8 +114,10 @@ def run_losing_a_learner_node(c, run, hold, *extra, timeout=600) -> tuple[int, s
         while len(list(hold.parent.glob(hold.name + ".*"))) < 2 and proc.poll() is None and time.time() < deadline:
             time.sleep(0.2)
         assert proc.poll() is None, proc.communicate()[1][-3000:]
-        hosts = {a["Address"]["NodeID"] for a in actors(c, "LearnerActor") if a["State"] == "ALIVE"}
-        c.remove_node(next(n for n in c.worker_nodes if n.node_id in hosts), allow_graceful=False)
+        # the held ranks by their pids (an actor of an earlier run may still read ALIVE in the table for a moment)
+        held = {int(f.suffix[1:]) for f in hold.parent.glob(hold.name + ".*")}
+        hosts = {a["Address"]["NodeID"] for a in actors(c, "LearnerActor") if a["Pid"] in held}
+        remove_node(c, next(n for n in c.worker_nodes if n.node_id in hosts))
         hold.unlink()
         _, err = proc.communicate(timeout=timeout)
     finally:
@@ -123,6 +126,26 @@ def run_losing_a_learner_node(c, run, hold, *extra, timeout=600) -> tuple[int, s
         c.add_node(num_cpus=3)  # the next test finds three nodes again
         c.wait_for_nodes()
     return proc.returncode, err
+
+
+def remove_node(c, node, timeout=60) -> None:
+    """Take a worker node away (raylet and every process on it) and wait until its actors' processes are gone:
+    a worker outlives its raylet for up to a second (it polls for it), and a held call released in that second
+    could still finish and answer its caller as if no node had been lost."""
+    pids = [a["Pid"] for a in c.global_state.actor_table(None).values()
+            if a["State"] == "ALIVE" and a["Address"]["NodeID"] == node.node_id]
+    c.remove_node(node, allow_graceful=False)
+    deadline = time.time() + timeout
+    while (alive := [p for p in pids if running(p)]) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not alive, f"processes {alive} of the removed node still run {timeout}s later"
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def digest(run) -> str:
@@ -185,10 +208,12 @@ def test_lost_node_with_the_rollout_actor_is_survived(cluster, spread_run, tmp_p
             while not list(tmp_path.glob("hold.*")) and proc.poll() is None and time.time() < deadline:
                 time.sleep(0.2)
             assert proc.poll() is None, proc.communicate()[1][-3000:]
+            held = {int(f.suffix[1:]) for f in tmp_path.glob("hold.*")}  # the held rollout actor, by its pid
             host = {a["ActorClassName"].split(".")[-1]: a["Address"]["NodeID"] for a in
-                    c.global_state.actor_table(None).values() if a["State"] == "ALIVE"}
+                    c.global_state.actor_table(None).values()
+                    if a["State"] == "ALIVE" and (a["Pid"] in held or a["ActorClassName"].endswith("LearnerActor"))}
             assert len({host["RolloutActor"], host["LearnerActor"], c.head_node.node_id}) == 3, host
-            c.remove_node(next(n for n in c.worker_nodes if n.node_id == host["RolloutActor"]), allow_graceful=False)
+            remove_node(c, next(n for n in c.worker_nodes if n.node_id == host["RolloutActor"]))
             hold.unlink()
             _, err = proc.communicate(timeout=600)
         finally:

@@ -260,23 +260,23 @@ def test_ground_truth_from_examples():
 
 def test_ground_truth_in_user_chunks_with_one_swing_matrix_equals_the_whole():
     """The data path at catalogue scale builds examples and their ground truth a chunk of users at a time,
-    sharing one Swing matrix: the chunks, concatenated in order, are the whole-split result."""
+    sharing one Swing matrix (`chunked_ground_truth`, what `conrec data split` writes): the chunks,
+    concatenated in order, are the whole-split result."""
     from feedback.loaders import load
-    from feedback.split import make_split, training_examples, user_chunks
-    from feedback.swing import SwingConfig, swing_similarity
+    from feedback.split import make_split, training_examples
+    from reward.ground_truth import chunked_ground_truth
 
     split = make_split(load("synthetic:users=60,items=80,days=20,seed=3"))
     ex = training_examples(split, max_context=10)
-    whole = build_ground_truth(ex, split, swing_n=7)
-    S = swing_similarity(split.negative_matrix(), SwingConfig())
-    parts = [(e := training_examples(p, max_context=10), build_ground_truth(e, split, swing_n=7, similarity=S))
-             for p in user_chunks(split, 7)]
+    whole = build_ground_truth(ex, split, swing_n=7, future_swing_n=3, weighting="swing_score")
+    parts = list(chunked_ground_truth(split, 10, 7, swing_n=7, future_swing_n=3, weighting="swing_score"))
     assert len(parts) >= 5 and sum(len(e) for e, _ in parts) == len(ex)
     assert [int(u) for e, _ in parts for u in e["uidx"]] == ex["uidx"].tolist()
     got = [g.gts(i).tolist() for _, g in parts for i in range(len(g))]
     assert got == [whole.gts(i).tolist() for i in range(len(whole))]
     assert [g.fps(i).tolist() for _, g in parts for i in range(len(g))] == \
         [whole.fps(i).tolist() for i in range(len(whole))]
+    assert np.array_equal(np.concatenate([g.gts_weights for _, g in parts]), whole.gts_weights)
 
 
 def test_weighted_gts_by_hand():
