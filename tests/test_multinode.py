@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -129,12 +130,18 @@ def run_losing_a_learner_node(c, run, hold, *extra, timeout=600) -> tuple[int, s
 
 
 def remove_node(c, node, timeout=60) -> None:
-    """Take a worker node away (raylet and every process on it) and wait until its actors' processes are gone:
-    a worker outlives its raylet for up to a second (it polls for it), and a held call released in that second
-    could still finish and answer its caller as if no node had been lost."""
+    """Take a worker node away as a vanished machine would go: its raylet and every process on it. Ray's
+    `remove_node` kills the raylet and its services; an actor's worker process only notices that later (it
+    polls for its raylet), and meanwhile answers calls directly, so a held call released then could finish as
+    if nothing had happened. Its actors' processes are killed here too, and the hold is released after."""
     pids = [a["Pid"] for a in c.global_state.actor_table(None).values()
             if a["State"] == "ALIVE" and a["Address"]["NodeID"] == node.node_id]
     c.remove_node(node, allow_graceful=False)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     deadline = time.time() + timeout
     while (alive := [p for p in pids if running(p)]) and time.time() < deadline:
         time.sleep(0.1)
