@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     from cluster.report import seed_average
     from common.atomic import write_json_atomic, write_text_atomic
+    from common.logs import quiet_third_party
     from common.stats import paired_diff
+
+    quiet_third_party()  # one table row per variant, not a weights bar per model
 
     root = Path(a.root)
     names = a.variants or sorted(d.name for d in root.iterdir() if d.is_dir() and d.name != "base")
