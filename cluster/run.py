@@ -167,7 +167,8 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
         examples = latest_examples(examples, cfg.grpo.examples_per_user)
         log.info("GRPO examples: %d of %d (each user's %d latest)", len(examples), n0, cfg.grpo.examples_per_user)
     rc = cfg.grpo.reward
-    gt = build_ground_truth(examples, split, rc.swing_n, future_swing_n=rc.future_swing_n, weighting=rc.gts_weighting)
+    gt = build_ground_truth(examples, split, rc.swing_n, future_swing_n=rc.future_swing_n, weighting=rc.gts_weighting,
+                            transition_n=rc.transition_n)
 
     def validate_in_driver(model_dir: Path) -> np.ndarray:
         m = ModelMethod(checkpoint=str(model_dir), sid_dir=str(sid_dir))

@@ -82,6 +82,40 @@ class GroundTruth:
 WEIGHTINGS = ("flat", "swing_score")
 
 
+def transition_scores(split: Split, horizon_days: float | None = None) -> sp.csr_matrix:
+    """Item × item: P(j is disliked within the horizon after i is disliked), over training users. C[i, j] counts
+    the users with a negative on j within `horizon_days` (the split's horizon) after a negative on i (each user
+    once per pair), divided by the users with a negative on i. A directed, time-ordered collaborative signal,
+    where Swing's is symmetric co-occurrence over whole histories."""
+    from feedback.split import DAY
+
+    h = int(round((horizon_days or split.config.horizon_days) * DAY))
+    neg = split.train[split.train["fb"] == -1].sort_values(["uidx", "timestamp"], kind="stable")
+    u, it, ts = (neg[c].to_numpy(np.int64) for c in ("uidx", "iidx", "timestamp"))
+    bounds = np.flatnonzero(np.r_[True, u[1:] != u[:-1], True])
+    src, dst, usr = [], [], []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        t = ts[a:b]
+        lo = np.searchsorted(t, t, side="right")  # strictly later events only
+        hi = np.searchsorted(t, t + h, side="right")
+        n = hi - lo
+        if not n.sum():
+            continue
+        i = np.repeat(np.arange(b - a), n)
+        j = np.repeat(lo - np.r_[0, np.cumsum(n)[:-1]], n) + np.arange(n.sum())
+        src.append(it[a:b][i])
+        dst.append(it[a:b][j])
+        usr.append(np.full(len(i), u[a]))
+    N = split.n_items
+    if not src:
+        return sp.csr_matrix((N, N))
+    key = np.unique(np.stack([np.concatenate(usr), np.concatenate(src), np.concatenate(dst)]), axis=1)
+    keep = key[1] != key[2]
+    C = sp.csr_matrix((np.ones(int(keep.sum())), (key[1][keep], key[2][keep])), shape=(N, N))
+    users_of = np.asarray((split.negative_matrix() > 0).sum(0)).ravel().astype(np.float64)
+    return sp.csr_matrix(sp.diags(1.0 / np.maximum(users_of, 1.0)) @ C)
+
+
 def _top_neighbours(scores: sp.csr_matrix, r: int, exclude: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Row r's n best-scored items outside `exclude` (ties by item index), with their scores."""
     s, e = scores.indptr[r], scores.indptr[r + 1]
@@ -103,11 +137,14 @@ def _query(lists, n: int, n_items: int) -> sp.csr_matrix:
 
 def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
                        swing: SwingConfig | None = None, similarity: sp.csr_matrix | None = None,
-                       future_swing_n: int = 0, weighting: str = "flat") -> GroundTruth:
+                       future_swing_n: int = 0, weighting: str = "flat", transition_n: int = 0,
+                       transitions: sp.csr_matrix | None = None) -> GroundTruth:
     """GTS/FPS for every training example (rows of `feedback.split.training_examples`). `similarity`: the
     split's Swing matrix when the caller already has it (examples built in chunks share one).
     `future_swing_n`: Swing neighbours of the example's future negatives also join its GTS. `weighting`:
-    "flat" (no weights) or "swing_score" (see the module docstring)."""
+    "flat" (no weights) or "swing_score" (see the module docstring). `transition_n`: the items most likely to
+    be disliked next after the context negatives (`transition_scores`, passed as `transitions` when built)
+    also join the GTS."""
     if weighting not in WEIGHTINGS:
         raise ValueError(f"GTS weighting {weighting!r} is unknown; use one of {WEIGHTINGS}")
     S = similarity if similarity is not None else swing_similarity(split.negative_matrix(), swing or SwingConfig())
@@ -116,6 +153,9 @@ def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
     # one sparse product for all examples: rows = examples, columns = their context (future) negatives
     scores = (_query(ctx_neg, n, split.n_items) @ S).tocsr()
     fscores = (_query(list(examples["future_neg"]), n, split.n_items) @ S).tocsr() if future_swing_n else None
+    if transition_n:
+        T = transitions if transitions is not None else transition_scores(split)
+        tscores = (_query(ctx_neg, n, split.n_items) @ T).tocsr()
     gts, fps, weights = [], [], []
     for r, (fneg, fpos) in enumerate(zip(examples["future_neg"], examples["future_pos"])):
         fneg = np.unique(np.asarray(fneg, dtype=np.int64))
@@ -124,6 +164,8 @@ def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
         parts.append(_top_neighbours(scores, r, own, swing_n))
         if fscores is not None:
             parts.append(_top_neighbours(fscores, r, np.union1d(own, fneg), future_swing_n))
+        if transition_n:
+            parts.append(_top_neighbours(tscores, r, own, transition_n))
         items = np.concatenate([p[0] for p in parts])
         # each neighbour list is scaled by its own best score; an item in several parts keeps its largest weight
         w = np.concatenate([p[1] / p[1].max() if len(p[1]) and p[1].max() > 0 else p[1] for p in parts])
@@ -145,6 +187,8 @@ def chunked_ground_truth(split: Split, max_context: int, users_per_chunk: int, s
     from feedback.split import training_examples, user_chunks
 
     S = similarity if similarity is not None else swing_similarity(split.negative_matrix(), SwingConfig())
+    if kw.get("transition_n") and kw.get("transitions") is None:
+        kw["transitions"] = transition_scores(split)  # one matrix for every chunk, like Swing's
     for part in user_chunks(split, users_per_chunk):
         ex = training_examples(part, max_context)
         yield ex, build_ground_truth(ex, split, swing_n, similarity=S, **kw)

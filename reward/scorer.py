@@ -48,6 +48,9 @@ class RewardConfig:
     """Swing neighbours of the context negatives added to each example's GTS."""
     future_swing_n: int = 0
     """Swing neighbours of the example's future negatives also added to its GTS (0 = none)."""
+    transition_n: int = 0
+    """The items most often disliked within the horizon after the context negatives, over training users
+    (reward.ground_truth.transition_scores), also added to the GTS (0 = none)."""
     gts_weighting: str = "flat"
     """'flat': a hit on any GTS item counts the same; 'swing_score': a future negative weighs 1, a Swing
     neighbour its score over the example's best neighbour score (hit, rank_hit and future_sim use them)."""

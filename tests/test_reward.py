@@ -268,8 +268,9 @@ def test_ground_truth_in_user_chunks_with_one_swing_matrix_equals_the_whole():
 
     split = make_split(load("synthetic:users=60,items=80,days=20,seed=3"))
     ex = training_examples(split, max_context=10)
-    whole = build_ground_truth(ex, split, swing_n=7, future_swing_n=3, weighting="swing_score")
-    parts = list(chunked_ground_truth(split, 10, 7, swing_n=7, future_swing_n=3, weighting="swing_score"))
+    whole = build_ground_truth(ex, split, swing_n=7, future_swing_n=3, weighting="swing_score", transition_n=4)
+    parts = list(chunked_ground_truth(split, 10, 7, swing_n=7, future_swing_n=3, weighting="swing_score",
+                                      transition_n=4))
     assert len(parts) >= 5 and sum(len(e) for e, _ in parts) == len(ex)
     assert [int(u) for e, _ in parts for u in e["uidx"]] == ex["uidx"].tolist()
     got = [g.gts(i).tolist() for _, g in parts for i in range(len(g))]
@@ -318,3 +319,38 @@ def test_ground_truth_future_neighbours_and_swing_score_weights_by_hand():
     assert build_ground_truth(ex, split, swing_n=0, similarity=S, future_swing_n=1).gts(0).tolist() == [1, 3]
     with pytest.raises(ValueError, match="GTS weighting 'rank' is unknown"):
         build_ground_truth(ex, split, similarity=S, weighting="rank")
+
+
+def test_transition_scores_by_hand():
+    """Negatives (user: item@day), horizon 1 day. u0: 0@0, 1@0.5, 2@3; u1: 0@0, 2@0.5; u2: 1@0. Pairs within the
+    horizon: u0 0→1, u1 0→2 (u0's 1→2 is 2.5 days apart). Items 0 and 1 each have 2 users with a negative:
+    P(1 | 0) = P(2 | 0) = 1/2, and nothing else."""
+    import pandas as pd
+
+    from feedback.swing import user_item_matrix
+
+    day = 86_400
+    train = pd.DataFrame({"uidx": [0, 0, 0, 1, 1, 2], "iidx": [0, 1, 2, 0, 2, 1],
+                          "timestamp": [0, day // 2, 3 * day, 0, day // 2, 0], "fb": [-1] * 6})
+
+    class Split:
+        n_items = 4
+        config = type("C", (), {"horizon_days": 1.0})()
+
+        def negative_matrix(self):
+            return user_item_matrix(train["uidx"].to_numpy(), train["iidx"].to_numpy(), 3, 4)
+
+    sp_ = Split()
+    sp_.train = train
+    from reward.ground_truth import transition_scores
+
+    T = transition_scores(sp_).toarray()
+    want = np.zeros((4, 4))
+    want[0, 1] = want[0, 2] = 0.5
+    np.testing.assert_allclose(T, want)
+    ex = pd.DataFrame({"ctx_items": [np.array([0])], "ctx_fb": [np.array([-1])], "future_neg": [np.array([3])],
+                       "future_pos": [np.array([], dtype=int)], "next_negative": [3]})
+    import scipy.sparse as sp
+
+    gt = build_ground_truth(ex, sp_, swing_n=0, similarity=sp.csr_matrix((4, 4)), transition_n=1)
+    assert gt.gts(0).tolist() == [1, 3]  # the tie 1 / 2 goes to the lower item index
