@@ -52,8 +52,8 @@ def hit(b: RewardBatch, level_rewards: tuple = (1.0, 0.1, 0.01)) -> dict:
     """By leading code levels shared with the best GTS item: all L → 1, L−1 → 0.1, L−2 → 0.01, else 0
     (for 3-level codes: 1 / 0.1 / 0.01 for 3 / 2 / 1 matching levels). A weighted GTS pays the best
     weight · level reward over its items (a full hit on a weak Swing neighbour pays its weight)."""
-    m, score = b.space.max_prefix_match(b.out_items, b.gt.gts_indptr, b.gt.gts_items, b.sample_ids,
-                                        level_rewards, b.gt.gts_weights)
+    m, score = b.space.best_level_reward(b.out_items, b.gt.gts_indptr, b.gt.gts_items, b.sample_ids,
+                                         level_rewards, b.gt.gts_weights)
     return {"score": score.astype(np.float32), "matched_levels": m.astype(np.float32)}
 
 

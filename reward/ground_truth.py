@@ -151,11 +151,11 @@ def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
     n = len(examples)
     ctx_neg = [i[f == -1] for i, f in zip(examples["ctx_items"], examples["ctx_fb"])]
     # one sparse product for all examples: rows = examples, columns = their context (future) negatives
-    scores = (_query(ctx_neg, n, split.n_items) @ S).tocsr()
+    Qc = _query(ctx_neg, n, split.n_items)
+    scores = (Qc @ S).tocsr()
     fscores = (_query(list(examples["future_neg"]), n, split.n_items) @ S).tocsr() if future_swing_n else None
     if transition_n:
-        T = transitions if transitions is not None else transition_scores(split)
-        tscores = (_query(ctx_neg, n, split.n_items) @ T).tocsr()
+        tscores = (Qc @ (transitions if transitions is not None else transition_scores(split))).tocsr()
     gts, fps, weights = [], [], []
     for r, (fneg, fpos) in enumerate(zip(examples["future_neg"], examples["future_pos"])):
         fneg = np.unique(np.asarray(fneg, dtype=np.int64))
@@ -166,14 +166,14 @@ def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
             parts.append(_top_neighbours(fscores, r, np.union1d(own, fneg), future_swing_n))
         if transition_n:
             parts.append(_top_neighbours(tscores, r, own, transition_n))
-        items = np.concatenate([p[0] for p in parts])
-        # each neighbour list is scaled by its own best score; an item in several parts keeps its largest weight
-        w = np.concatenate([p[1] / p[1].max() if len(p[1]) and p[1].max() > 0 else p[1] for p in parts])
-        u, inv = np.unique(items, return_inverse=True)
-        wu = np.zeros(len(u))
-        np.maximum.at(wu, inv.ravel(), w)
+        u, inv = np.unique(np.concatenate([p[0] for p in parts]), return_inverse=True)
         gts.append(u)
-        weights.append(wu.astype(np.float32))
+        if weighting == "swing_score":
+            # each neighbour list is scaled by its own best score; an item in several lists keeps its largest weight
+            w = np.concatenate([p[1] / p[1].max() if len(p[1]) and p[1].max() > 0 else p[1] for p in parts])
+            wu = np.zeros(len(u))
+            np.maximum.at(wu, inv.ravel(), w)
+            weights.append(wu.astype(np.float32))
         fps.append(np.asarray(fpos, dtype=np.int64))
     return GroundTruth.from_lists(gts, fps, examples["next_negative"].to_numpy(),
                                   weights if weighting == "swing_score" else None)

@@ -64,33 +64,42 @@ class CodebookSpace:
         out[ok] = np.einsum("ij,ij->i", self.unit[a[ok]], self.unit[b[ok]])
         return out
 
-    def max_prefix_match(self, out_items: np.ndarray, indptr: np.ndarray, items: np.ndarray, rows: np.ndarray,
-                         table: np.ndarray | None = None, weights: np.ndarray | None = None):
-        """For sample b: the longest leading run of code levels shared with any item of its set.
-
-        With `table` (reward by levels short of a full match: table[0] for all levels, table[1] for one
-        short, ...) and `weights` (one per set item, aligned with `items`), also returns each sample's best
-        weights[j] · table[L − run_j] over its set: (runs, scores)."""
+    def _prefix_runs(self, out_items: np.ndarray, indptr: np.ndarray, items: np.ndarray, rows: np.ndarray):
+        """Every (sample, set item) pair of the samples with a valid output and a non-empty set: which samples
+        (`ok`), each pair's set position (`flat`), its leading run of shared code levels, and where each
+        sample's pairs start (`seg`)."""
         out_items = np.asarray(out_items, dtype=np.int64)
-        starts, ends = indptr[rows], indptr[rows + 1]
-        lens = ends - starts
-        res = np.zeros(len(out_items), dtype=np.int64)
-        best = np.zeros(len(out_items), dtype=np.float32)
+        starts, lens = indptr[rows], indptr[rows + 1] - indptr[rows]
         ok = (lens > 0) & (out_items >= 0)
-        if not ok.any():
-            return res if table is None else (res, best)
         lo, ln, o = starts[ok], lens[ok], out_items[ok]
         flat = np.repeat(lo - np.r_[0, np.cumsum(ln)[:-1]], ln) + np.arange(ln.sum())
         eq = self.codes[np.repeat(o, ln)] == self.codes[items[flat]]
-        run = np.cumprod(eq, axis=1).sum(1)  # leading matches
-        seg = np.r_[0, np.cumsum(ln)[:-1]]
-        res[ok] = np.maximum.reduceat(run, seg)
-        if table is None:
-            return res
+        return ok, flat, np.cumprod(eq, axis=1).sum(1), np.r_[0, np.cumsum(ln)[:-1]]
+
+    def max_prefix_match(self, out_items: np.ndarray, indptr: np.ndarray, items: np.ndarray, rows: np.ndarray
+                         ) -> np.ndarray:
+        """For sample b: the longest leading run of code levels shared with any item of its set."""
+        res = np.zeros(len(out_items), dtype=np.int64)
+        ok, _, run, seg = self._prefix_runs(out_items, indptr, items, rows)
+        if ok.any():
+            res[ok] = np.maximum.reduceat(run, seg)
+        return res
+
+    def best_level_reward(self, out_items: np.ndarray, indptr: np.ndarray, items: np.ndarray, rows: np.ndarray,
+                          table, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """For sample b: (its longest leading run of shared code levels, its best weights[j] · table[L − run_j]
+        over its set). `table`: the reward by levels short of a full match (table[0] for all L levels, table[1]
+        for one short, ...); `weights`: one per set item, aligned with `items` (None: all 1)."""
+        res = np.zeros(len(out_items), dtype=np.int64)
+        best = np.zeros(len(out_items), dtype=np.float32)
+        ok, flat, run, seg = self._prefix_runs(out_items, indptr, items, rows)
+        if not ok.any():
+            return res, best
         table = np.asarray(table, dtype=np.float32)
         short = self.codes.shape[1] - run
         pay = np.where((run > 0) & (short < len(table)), table[np.minimum(short, len(table) - 1)], 0.0)
         if weights is not None:
             pay = pay * weights[flat]
+        res[ok] = np.maximum.reduceat(run, seg)
         best[ok] = np.maximum.reduceat(pay, seg)
         return res, best

@@ -116,8 +116,7 @@ def run_losing_a_learner_node(c, run, hold, *extra, timeout=600) -> tuple[int, s
             time.sleep(0.2)
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         # the held ranks by their pids (an actor of an earlier run may still read ALIVE in the table for a moment)
-        held = {int(f.suffix[1:]) for f in hold.parent.glob(hold.name + ".*")}
-        hosts = {a["Address"]["NodeID"] for a in actors(c, "LearnerActor") if a["Pid"] in held}
+        hosts = {a["Address"]["NodeID"] for a in actors(c, "LearnerActor") if a["Pid"] in held_pids(hold)}
         remove_node(c, next(n for n in c.worker_nodes if n.node_id in hosts))
         hold.unlink()
         _, err = proc.communicate(timeout=timeout)
@@ -127,6 +126,11 @@ def run_losing_a_learner_node(c, run, hold, *extra, timeout=600) -> tuple[int, s
         c.add_node(num_cpus=3)  # the next test finds three nodes again
         c.wait_for_nodes()
     return proc.returncode, err
+
+
+def held_pids(hold: Path) -> set[int]:
+    """The processes held at a `CONREC_HOLD_*` point: each wrote `<hold>.<pid>` on arrival (common/faults.py)."""
+    return {int(f.suffix[1:]) for f in hold.parent.glob(hold.name + ".*")}
 
 
 def remove_node(c, node, timeout=60) -> None:
@@ -151,7 +155,7 @@ def remove_node(c, node, timeout=60) -> None:
 def running(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
-    except (FileNotFoundError, ProcessLookupError):
+    except FileNotFoundError:
         return False
 
 
@@ -215,7 +219,7 @@ def test_lost_node_with_the_rollout_actor_is_survived(cluster, spread_run, tmp_p
             while not list(tmp_path.glob("hold.*")) and proc.poll() is None and time.time() < deadline:
                 time.sleep(0.2)
             assert proc.poll() is None, proc.communicate()[1][-3000:]
-            held = {int(f.suffix[1:]) for f in tmp_path.glob("hold.*")}  # the held rollout actor, by its pid
+            held = held_pids(hold)  # the held rollout actor, by its pid
             host = {a["ActorClassName"].split(".")[-1]: a["Address"]["NodeID"] for a in
                     c.global_state.actor_table(None).values()
                     if a["State"] == "ALIVE" and (a["Pid"] in held or a["ActorClassName"].endswith("LearnerActor"))}
