@@ -243,28 +243,43 @@ class Driver:
         return [grp for part in self.rollouts.call("generate", calls, on_restart=restarted) for grp in part]
 
     def engine_validation(self, val, k: int, ctx: ContextConfig, extra_beams: int = 20) -> np.ndarray:
-        """Per validation user, FHR@k of the current policy, ranked on the rollout engines: a constrained beam of
-        k + extra_beams codes per prompt (the weights are already there), the user's context items removed."""
+        """Per validation user, FHR@k of the current policy, ranked on the rollout engines."""
         from evaluation.metrics import any_hit
 
-        t = val.test
-        prompts = [build_context(t["context_items"].iat[r], t["context_fb"].iat[r], t["context_ts"].iat[r],
-                                 int(t["t_cut"].iat[r]), self.index.sid, ctx) for r in range(len(t))]
-        p_ids = self.tok(prompts, add_special_tokens=False)["input_ids"]
+        topk = self.engine_topk(val.test, np.arange(len(val.test)), k, ctx, extra_beams)
+        return any_hit(topk, val.test["future_neg"].to_list()).astype(np.float64)
+
+    def prompts_of(self, t, rows: np.ndarray, ctx: ContextConfig) -> list[str]:
+        """The evaluation prompt of each row of a split's test table (the context the model card names)."""
+        return [build_context(t["context_items"].iat[r], t["context_fb"].iat[r], t["context_ts"].iat[r],
+                              int(t["t_cut"].iat[r]), self.index.sid, ctx) for r in rows]
+
+    def engine_topk(self, t, rows: np.ndarray, k: int, ctx: ContextConfig, extra_beams: int = 20) -> np.ndarray:
+        """int[len(rows), k] items of the current policy for those rows of a test table, ranked on the rollout
+        engines (the weights are already there): a constrained beam of k + extra_beams codes per prompt, the
+        user's context items removed, -1 where fewer remain."""
+        p_ids = self.tok(self.prompts_of(t, rows, ctx), add_special_tokens=False)["input_ids"]
         beam = SamplingConfig(n=k + extra_beams, temperature=1.0, max_tokens=self.cfg.grpo.sampling.max_tokens,
                               mode="beam")
         shards = np.array_split(np.arange(len(p_ids)), len(self.rollouts))
         calls = [([p_ids[j] for j in s], beam) if len(s) else None for s in shards]
         groups = [grp for part in self.rollouts.call("generate", calls) for grp in part]
-        topk = np.full((len(t), k), -1, dtype=np.int64)
-        for r, grp in enumerate(groups):
+        topk = np.full((len(rows), k), -1, dtype=np.int64)
+        for b, (r, grp) in enumerate(zip(rows, groups)):
             seen = set(t["context_items"].iat[r].tolist())
             codes = (self.tmap.decode(c.token_ids) for c in grp)
             items = [i for i in (self.index.trie.item(c) if c is not None else None for c in codes)
                      if i is not None and i not in seen]
             items = list(dict.fromkeys(items))[:k]  # a short trie repeats its last code: keep each item once
-            topk[r, :len(items)] = items
-        return any_hit(topk, t["future_neg"].to_list()).astype(np.float64)
+            topk[b, :len(items)] = items
+        return topk
+
+    def learner_code_logprobs(self, prompts: list[str], codes: np.ndarray) -> np.ndarray:
+        """log p(code | prompt) [B, C] of the current policy, teacher-forced on the learners (each rank a
+        contiguous shard of the prompts; the same computation as the driver's evaluation)."""
+        shards = np.array_split(np.arange(len(prompts)), len(self.learners))
+        parts = self._learners("code_logprobs", [([prompts[j] for j in s], codes[s]) for s in shards])
+        return np.concatenate(parts, 0)
 
     def _learners(self, method: str, args: list) -> list:
         """`method` on every learner rank. A lost rank ends the call at once (the others may be blocked in a

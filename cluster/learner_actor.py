@@ -47,6 +47,28 @@ class LearnerActor(SyncMember):
         lr.engine.module.train()
         return [b[0][0] for b in beams]
 
+    def code_logprobs(self, prompts: list, codes):
+        """log p(code | prompt) [B, C] for this rank's shard (the final evaluation's candidate and alignment
+        scores). A plain forward on the rank's own module: ZeRO stages 0-2 hold the whole model on every rank."""
+        import numpy as np
+        import torch
+
+        from rollout.constrained import code_logprobs
+
+        lr = self.learner
+        if lr.cfg.zero_stage == 3:
+            raise ValueError("the final evaluation on the engines scores candidates on the learners, which needs "
+                             "the whole model on each rank: grpo.learner.zero_stage ≤ 2, or evaluate_on=driver")
+        if not len(prompts):
+            return np.zeros((0, codes.shape[1]), dtype=np.float64)
+        model = lr.engine.module.eval()
+        try:
+            with torch.no_grad():
+                return np.concatenate([code_logprobs(model, lr.tok, prompts[s:s + 32], codes[s:s + 32], lr.map)
+                                       for s in range(0, len(prompts), 32)])
+        finally:
+            model.train()
+
     def named_weights(self):
         return self.learner.named_weights()
 

@@ -120,8 +120,11 @@ def _curves(rows: list, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(cfg, results: dict, per_user: dict, records: list, run: Path, seconds: float) -> dict:
-    """report.json, report.md, metrics.png (CIs as error bars) and training_curves.png of one run."""
+def write_report(cfg, results: dict, per_user: dict, records: list, run: Path, seconds: float,
+                 evaluated_on: dict | None = None) -> dict:
+    """report.json, report.md, metrics.png (CIs as error bars) and training_curves.png of one run.
+    `evaluated_on`: {model: 'driver' | 'engines'} (cluster/engine_eval.py), written when any model ran on the
+    engines."""
     from common.config import to_dict
 
     log.info("[5/5] report → %s", run / "report.md")
@@ -134,7 +137,7 @@ def write_report(cfg, results: dict, per_user: dict, records: list, run: Path, s
     comp = comparisons(per_user, keys)
     report = {"dataset": cfg.data, "k": k, "results": results, "ci95": cis, "paired": comp,
               "curriculum": records, "acceptance_rule": acceptance_rule(cfg), "seconds": seconds,
-              "faults": faults, "config": to_dict(cfg)}
+              "faults": faults, "config": to_dict(cfg), "evaluated_on": evaluated_on or {}}
     write_json_atomic(report, run / "report.json")
     lines = [f"# conrec run — {cfg.data}", "", f"K = {k}; {len(per_user['pop'][keys[1]])} test users; "
              f"wall time {seconds / 60:.1f} min.", "",
@@ -144,6 +147,9 @@ def write_report(cfg, results: dict, per_user: dict, records: list, run: Path, s
         cells = [f"{r[x]:.4f} [{cis[name][x]['lo']:.3f}, {cis[name][x]['hi']:.3f}]" for x in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {'' if al is None else f'{al:.3f}'} |")
     lines += ["", "Brackets: 95 % bootstrap CI over test users."]
+    if any(v == "engines" for v in (evaluated_on or {}).values()):
+        lines += ["Ranked on the rollout engines (`evaluate_on: engines`; by the constrained distribution, "
+                  "cluster/engine_eval.py): " + ", ".join(n for n, v in evaluated_on.items() if v == "engines") + "."]
     lines += _comparison_lines(comp, keys)
     if records:
         lines += ["", "## Curriculum", "", f"Acceptance rule: {acceptance_rule(cfg)}", "",

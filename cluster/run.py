@@ -209,6 +209,8 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
             return None, []
         write_json_atomic(records, run / "grpo" / "stages.json")
         best = driver.final_dir
+        if cfg.evaluate_on == "engines":  # while the group is up; stage_eval reads the results from the caches
+            engine_evaluation(cfg, split, driver, {"conrec": best, "sft_only": sft_dir}, sid_dir)
     finally:
         if mlog is not None:
             mlog.close()
@@ -223,42 +225,80 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
     return final, records
 
 
-def stage_eval(cfg: RunConfig, split, sid_dir: Path, models: dict, run: Path) -> tuple[dict, dict]:
-    """Every method on the test split: metrics, and per-user values (saved to per_user.npz) for CIs."""
+def engine_evaluation(cfg: RunConfig, split, driver, models: dict, sid_dir: Path) -> None:
+    """`evaluate_on: engines`: each model not yet evaluated there, on the rollout engines and learners of the
+    running group (cluster/engine_eval.py); results go to the model's evaluation cache."""
+    from cluster.engine_eval import evaluate_on_engines
+
+    WHERE["stage"] = "evaluation on the engines"
+    key = _eval_key(cfg, split, sid_dir, "engines")
+    todo = {n: d for n, d in models.items() if _cached(Path(d), key) is None}
+    if not todo:
+        return
+    log.info("[4/5] evaluation of %s on the rollout engines (%d test users)", ", ".join(todo), len(split.test))
+    for name, r in evaluate_on_engines(driver, split, todo, cfg.k, cfg.sft.context, progress=cfg.sft.progress).items():
+        _save_cached(Path(todo[name]), key, r)
+
+
+def stage_eval(cfg: RunConfig, split, sid_dir: Path, models: dict, run: Path) -> tuple[dict, dict, dict]:
+    """Every method on the test split: metrics, per-user values (saved to per_user.npz) for CIs, and where each
+    model was evaluated ('driver', or 'engines' when `evaluate_on: engines` and the GRPO stage left the results)."""
     from evaluation.evaluate import evaluate
     from evaluation.methods import get_method
     from evaluation.model_method import ModelMethod, alignment_accuracy
 
     WHERE["stage"] = f"evaluation ({run})"
     log.info("[4/5] evaluation on the test split (%d users)", len(split.test))
-    results, per_user = {}, {}
+    results, per_user, where = {}, {}, {}
     for name in ("pop", "swing"):
         r = evaluate(get_method(name), split, k=cfg.k, progress=False)
         results[name], per_user[name] = r["metrics"], r["per_user"]
     for name, d in models.items():
         # a model shared by several runs (the SFT model of one seed across a sweep) is evaluated once
-        cache = Path(d) / "eval_cache" / _eval_key(cfg, split, sid_dir)
-        if (cache / "metrics.json").exists() and (cache / "per_user.npz").exists():
-            results[name] = json.loads((cache / "metrics.json").read_text())
-            per_user[name] = load_per_user(cache / "per_user.npz")["m"]
-            log.info("%s: evaluation reused from %s", name, cache)
-            continue
-        m = ModelMethod(checkpoint=str(d), sid_dir=str(sid_dir))
-        r = evaluate(m, split, k=cfg.k, batch_size=32, progress=cfg.sft.progress)  # the minutes-long part
-        r["metrics"].update(alignment_accuracy(m.model, m.tok, m.index, split))
-        results[name], per_user[name] = r["metrics"], r["per_user"]
-        save_per_user({"m": r["per_user"]}, cache / "per_user.npz")
-        write_json_atomic(r["metrics"], cache / "metrics.json")
+        on = cfg.evaluate_on
+        got = _cached(Path(d), _eval_key(cfg, split, sid_dir, on))
+        if got is None and on == "engines":
+            log.warning("%s: no evaluation from the engines (run_grpo=false, or the run resumed after GRPO had "
+                        "finished); evaluating on the driver instead, as report.json's evaluated_on says", name)
+            on = "driver"
+            got = _cached(Path(d), _eval_key(cfg, split, sid_dir, on))
+        if got is not None:
+            results[name], per_user[name] = got
+            log.info("%s: evaluation reused from %s", name, Path(d) / "eval_cache")
+        else:
+            m = ModelMethod(checkpoint=str(d), sid_dir=str(sid_dir))
+            r = evaluate(m, split, k=cfg.k, batch_size=32, progress=cfg.sft.progress)  # the minutes-long part
+            r["metrics"].update(alignment_accuracy(m.model, m.tok, m.index, split))
+            results[name], per_user[name] = r["metrics"], r["per_user"]
+            _save_cached(Path(d), _eval_key(cfg, split, sid_dir, on), r)
+        where[name] = on
     save_per_user(per_user, run / "per_user.npz")
-    return results, per_user
+    return results, per_user, where
 
 
-def _eval_key(cfg: RunConfig, split, sid_dir: Path) -> str:
-    """What an evaluation result depends on besides the weights: data, split, K, SIDs, test users."""
+def _cached(model_dir: Path, key: str) -> tuple[dict, dict] | None:
+    """(metrics, per-user values) of a model's evaluation under `key`, or None."""
+    cache = model_dir / "eval_cache" / key
+    if (cache / "metrics.json").exists() and (cache / "per_user.npz").exists():
+        return json.loads((cache / "metrics.json").read_text()), load_per_user(cache / "per_user.npz")["m"]
+    return None
+
+
+def _save_cached(model_dir: Path, key: str, r: dict) -> None:
+    cache = model_dir / "eval_cache" / key
+    save_per_user({"m": r["per_user"]}, cache / "per_user.npz")
+    write_json_atomic(r["metrics"], cache / "metrics.json")  # written last: it marks the entry complete
+
+
+def _eval_key(cfg: RunConfig, split, sid_dir: Path, on: str = "driver") -> str:
+    """What an evaluation result depends on besides the weights: data, split, K, SIDs, test users, and where it
+    ran (the engines rank by the constrained distribution; the driver's keys are those of earlier versions)."""
     import hashlib
 
-    what = json.dumps([cfg.data, to_dict(cfg.split), cfg.k, str(Path(sid_dir).resolve()), split.test["uidx"].tolist()])
-    return hashlib.sha256(what.encode()).hexdigest()[:16]
+    what = [cfg.data, to_dict(cfg.split), cfg.k, str(Path(sid_dir).resolve()), split.test["uidx"].tolist()]
+    if on != "driver":
+        what.append(on)
+    return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
 
 
 def load_data(cfg: RunConfig):
@@ -293,8 +333,8 @@ def run_pipeline(cfg: RunConfig, resume: bool = False, loaded=None, sid_dir: Pat
         if final is None:
             return None
         models["conrec"] = final
-    results, per_user = stage_eval(cfg, split, sid_dir, models, run)
-    write_report(cfg, results, per_user, records, run, time.perf_counter() - t0)
+    results, per_user, where = stage_eval(cfg, split, sid_dir, models, run)
+    write_report(cfg, results, per_user, records, run, time.perf_counter() - t0, evaluated_on=where)
     return results, per_user
 
 

@@ -109,6 +109,11 @@ class RunConfig:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     topology: TopologyConfig = field(default_factory=TopologyConfig)
     k: int = 20
+    evaluate_on: str = "driver"
+    """Where the final evaluation runs: 'driver' (each model reloaded, HF trie beam search on the driver: the
+    exact protocol) or 'engines' (right after GRPO, on the rollout engines and learners that hold the weights:
+    nothing model-sized on the driver's CPU; the engines rank by the constrained distribution, so the top-K can
+    differ slightly, cluster/engine_eval.py). The report names where each model ran."""
     run_grpo: bool = True
     """False: the SFT-only ablation."""
 
@@ -158,6 +163,12 @@ def validate(cfg: RunConfig) -> None:
          f"grpo.reward.gts_weighting={g.reward.gts_weighting!r} must be one of {', '.join(WEIGHTINGS)}"),
         (g.val_users >= 0, f"grpo.val_users={g.val_users} must be ≥ 0 (0 = all)"),
         (g.validate_on in ("driver", "engines"), f"grpo.validate_on={g.validate_on!r} must be 'driver' or 'engines'"),
+        (cfg.evaluate_on in ("driver", "engines"), f"evaluate_on={cfg.evaluate_on!r} must be 'driver' or 'engines'"),
+        (cfg.evaluate_on != "engines" or cfg.k + 20 <= cfg.rollout.max_logprobs,
+         f"evaluate_on=engines ranks K + 20 = {cfg.k + 20} beams: raise rollout.max_logprobs"),
+        (cfg.evaluate_on != "engines" or g.learner.zero_stage <= 2,
+         "evaluate_on=engines scores candidates on the learners, which needs the whole model on each rank: "
+         f"grpo.learner.zero_stage={g.learner.zero_stage} must be ≤ 2 (or evaluate_on=driver)"),
         (g.validate_on != "engines" or cfg.k + 20 <= cfg.rollout.max_logprobs,
          f"grpo.validate_on=engines ranks K + 20 = {cfg.k + 20} beams: raise rollout.max_logprobs"),
         (cfg.k >= 1, f"k={cfg.k} must be ≥ 1"),

@@ -50,6 +50,9 @@ class ModelMethod(Method):
     context: ContextConfig | None = None
     device: str = "auto"
     """Where the model runs: 'auto' (the GPU when there is one), 'cpu', 'cuda', 'cuda:1', …"""
+    renormalize: bool = False
+    """Rank by the constrained distribution (each level renormalised over the trie's open values), as the rollout
+    engines do (`evaluate_on: engines`), instead of the protocol's raw log-probs."""
 
     def fit(self, split: Split) -> None:
         from sid.tokens import SidTokenMap
@@ -72,7 +75,7 @@ class ModelMethod(Method):
         for s in range(0, len(test_rows), self.batch_size):
             rows = test_rows[s:s + self.batch_size]
             beams = trie_beam_search(self.model, self.tok, [self.prompt(int(r)) for r in rows], self.index.trie,
-                                     self.map, num_beams=k + self.extra_beams)
+                                     self.map, num_beams=k + self.extra_beams, renormalize=self.renormalize)
             for b, (r, found) in enumerate(zip(rows, beams)):
                 seen = set(self.split.test["context_items"].iat[int(r)].tolist())
                 items = [i for i in (self.index.trie.item(c) for c, _ in found) if i is not None and i not in seen]
@@ -91,12 +94,10 @@ class ModelMethod(Method):
         return out
 
 
-def alignment_accuracy(model, tok, index, split: Split, max_questions: int = 500, seed: int = 0) -> dict:
-    """Held-out 4-choice questions from the evaluation window: a future negative of a test user vs three
-    of that user's positives; the model's answer is the option whose SID it finds most likely."""
-    from rollout.constrained import code_logprobs
-    from sid.tokens import SidTokenMap
-
+def alignment_questions(index, split: Split, max_questions: int = 500, seed: int = 0
+                        ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Held-out 4-choice questions from the evaluation window: a future negative of a test user vs three of that
+    user's positives. Returns prompts, the options' codes [Q, 4, L] and the index of the true answer."""
     rng = np.random.default_rng(seed)
     prompts, codes, truth = [], [], []
     for r in range(len(split.test)):
@@ -111,10 +112,27 @@ def alignment_accuracy(model, tok, index, split: Split, max_questions: int = 500
         truth.append(shown.index(answer))
         if len(prompts) == max_questions:
             break
+    return prompts, np.asarray(codes), np.asarray(truth)
+
+
+def alignment_score(score, prompts: list[str], codes: np.ndarray, truth: np.ndarray) -> dict:
+    """The alignment accuracy given `score(prompts, codes) -> log p [B, C]` (the model's answer is the option
+    whose SID it finds most likely), wherever the model runs."""
     if not prompts:
         return {"alignment_acc": float("nan"), "n_alignment_questions": 0}
+    lp = score(prompts, codes)
+    return {"alignment_acc": float(np.mean(lp.argmax(1) == truth)), "n_alignment_questions": len(prompts)}
+
+
+def alignment_accuracy(model, tok, index, split: Split, max_questions: int = 500, seed: int = 0) -> dict:
+    """`alignment_score` of an HF model in this process."""
+    from rollout.constrained import code_logprobs
+    from sid.tokens import SidTokenMap
+
     tmap = SidTokenMap(tok, index.level_sizes)
-    codes = np.asarray(codes)
-    lp = np.concatenate([code_logprobs(model, tok, prompts[s:s + 32], codes[s:s + 32], tmap)
-                         for s in range(0, len(prompts), 32)])
-    return {"alignment_acc": float(np.mean(lp.argmax(1) == np.asarray(truth))), "n_alignment_questions": len(prompts)}
+
+    def score(prompts, codes):
+        return np.concatenate([code_logprobs(model, tok, prompts[s:s + 32], codes[s:s + 32], tmap)
+                               for s in range(0, len(prompts), 32)])
+
+    return alignment_score(score, *alignment_questions(index, split, max_questions, seed))

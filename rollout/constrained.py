@@ -76,10 +76,12 @@ def _prefill(model, tokenizer, prompts: list):
 
 
 @torch.no_grad()
-def trie_beam_search(model, tokenizer, prompts: list[str], trie, token_map: SidTokenMap, num_beams: int
-                     ) -> list[list[tuple[tuple[int, ...], float]]]:
+def trie_beam_search(model, tokenizer, prompts: list[str], trie, token_map: SidTokenMap, num_beams: int,
+                     renormalize: bool = False) -> list[list[tuple[tuple[int, ...], float]]]:
     """Beam search over the SID trie with one prompt prefill and a KV cache: per prompt, up to
-    `num_beams` catalogue codes with their summed log-probabilities, best first."""
+    `num_beams` catalogue codes with their summed log-probabilities, best first. `renormalize`: each level's
+    log-probs renormalised over the trie's open values (the constrained distribution the rollout engines rank
+    by) instead of the raw log-probs of those values (the evaluation protocol's ranking)."""
     B = len(prompts)
     logp, past, att, lens = _prefill(model, tokenizer, prompts)
     beams: list[list[tuple[tuple, float]]] = [[((), 0.0)] for _ in range(B)]
@@ -93,7 +95,10 @@ def trie_beam_search(model, tokenizer, prompts: list[str], trie, token_map: SidT
             for prefix, score in beams[b]:
                 vals = trie.next_values(prefix)
                 if len(vals):
-                    s = score + lp[r, token_map.ids[level][vals]]
+                    x = lp[r, token_map.ids[level][vals]]
+                    if renormalize:
+                        x = x - np.logaddexp.reduce(x)
+                    s = score + x
                     cand += [(prefix + (int(v),), float(x), r) for v, x in zip(vals, s)]
                 r += 1
             cand.sort(key=lambda c: -c[1])

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT
@@ -56,14 +57,15 @@ def test_conrec_run_tiny(tmp_path):
 def test_conrec_run_stops_and_resumes_grpo(tmp_path):
     """A GRPO phase stopped mid-stage by its step budget continues with --resume; its newest checkpoint,
     corrupted meanwhile, is detected and the previous one used. The curriculum validates on the rollout
-    engines here (grpo.validate_on=engines)."""
+    engines here (grpo.validate_on=engines), and the final evaluation runs there too (evaluate_on=engines):
+    the same per-user figures as the driver's evaluation under the engines' (renormalised) ranking."""
     run = tmp_path / "run"
     base = [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"), f"run_dir={run}",
             "data=synthetic:users=120,items=100,days=30,seed=1", "sid.encoder.text_encoder=hashing",
             "sid.rqvae.epochs=10", "sid.rqvae.codebook_size=16", "sft.epochs=1", "sft.model.tiny.hidden_size=64",
             "sft.model.tiny.num_hidden_layers=1", "sft.model.tiny.num_attention_heads=2",
             "sft.model.tiny.num_key_value_heads=2", "grpo.val_users=20", "grpo.prompts_per_step=4",
-            "topology.rollout_actors=1", "topology.learner_ranks=2", "grpo.validate_on=engines",
+            "topology.rollout_actors=1", "topology.learner_ranks=2", "grpo.validate_on=engines", "evaluate_on=engines",
             "curriculum.stages=[{name: neg_all, context_mode: neg_all, steps: 2},"
             "{name: neg_pos, context_mode: neg_pos, steps: 2}]"]
     first = subprocess.run(base + ["grpo.max_total_steps=3"], cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -85,7 +87,24 @@ def test_conrec_run_stops_and_resumes_grpo(tmp_path):
     rep = json.loads((run / "report.json").read_text())
     assert [s["stage"] for s in rep["curriculum"]] [:2] == ["start", "neg_all"] and rep["curriculum"][-1]["step"] == 4
     assert all(0.0 <= s["val"] <= 1.0 for s in rep["curriculum"])  # FHR@20 of the 20 users, from the engines
-    assert "conrec" in rep["results"]  # the final evaluation is the driver's, the exact protocol
+    assert rep["evaluated_on"] == {"sft_only": "engines", "conrec": "engines"}
+    assert "rollout engines" in (run / "report.md").read_text()
+    # the driver's evaluation of the same weights, ranked like the engines: the same hits user by user, and the
+    # learners' teacher-forced candidate scores give the driver's Candidate Acc.
+    from cluster.report import load_per_user
+    from cluster.run import load_data
+    from cluster.run_config import RunConfig
+    from common.config import build
+    from evaluation.evaluate import evaluate
+    from evaluation.model_method import ModelMethod
+
+    cfg = build(RunConfig, (run / "config.json").read_text())  # JSON is YAML
+    _, split = load_data(cfg)
+    got = load_per_user(run / "per_user.npz")["conrec"]
+    want = evaluate(ModelMethod(checkpoint=str(run / "final"), sid_dir=str(run / "sid"), renormalize=True,
+                                device="cpu"), split, k=cfg.k, progress=False)["per_user"]
+    assert np.mean(got["FHR@20"] == want["FHR@20"]) >= 0.95, (got["FHR@20"], want["FHR@20"])  # float near-ties
+    np.testing.assert_allclose(got["CandAcc"], want["CandAcc"], atol=1e-6)
 
 
 def test_conrec_run_seeds_share_sids_and_report_cis(tmp_path):

@@ -109,6 +109,14 @@ def test_constrained_decoding_only_emits_catalogue_codes(tmp_path, sid_dir):
             codes = [c for c, _ in found]
             assert len(codes) == 12 and all(c in catalogue for c in codes) and len(set(codes)) == 12
             assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
+        # renormalised levels (the engines' ranking) make a distribution over the catalogue: with a beam as wide as
+        # the catalogue every code is found and their probabilities sum to 1; the raw log-probs leave mass outside
+        every = trie_beam_search(model, tok, prompts, index.trie, tmap, num_beams=len(catalogue), renormalize=True)
+        for found in every:
+            assert len(found) == len(catalogue)
+            assert abs(sum(np.exp(sc) for _, sc in found) - 1.0) < 1e-4
+        raw_all = trie_beam_search(model, tok, prompts, index.trie, tmap, num_beams=len(catalogue))
+        assert all(sum(np.exp(sc) for _, sc in found) < 1.0 - 1e-3 for found in raw_all)
         codes = np.array([[c for c, _ in found[:4]] for found in beams])
         lp = code_logprobs(model, tok, prompts, codes, tmap)
         np.testing.assert_allclose(lp, [[s for _, s in found[:4]] for found in beams], atol=1e-4)

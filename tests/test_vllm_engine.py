@@ -75,7 +75,11 @@ beam = {"distinct": all(len({tuple(c.token_ids) for c in g}) == 6 for g in vb),
         "lp_vs_hf": max(abs(a - b) for g, h in zip(vb, hb) for c, d in zip(g, h)
                         for a, b in zip(c.logprobs, d.logprobs)),
         "lp_vs_learner": max(abs(a - b) for p, g in zip(prompts, vb) for c in g
-                             for a, b in zip(c.logprobs, learner_lp(p, c)))}
+                             for a, b in zip(c.logprobs, learner_lp(p, c))),
+        # the engines' ranking (evaluate_on=engines) is the HF trie beam search over renormalised levels
+        "same_as_renormalized_hf": [[list(tmap.decode(c.token_ids)) for c in g] for g in vb]
+        == [[list(code) for code, _ in b] for b in trie_beam_search(model.eval(), tok, prompts[:4], index.trie, tmap,
+                                                                    num_beams=6, renormalize=True)]}
 mc = eng.llm.llm_engine.model_config  # the rollout config reaches vLLM
 print(json.dumps({"n_long": n_long, "engine_cfg": [mc.max_model_len, str(mc.dtype), mc.enforce_eager], "beam": beam,
                   "n": len(codes), "valid": valid, "lp_ok": lp_ok, "sync_s": secs, "hf_valid": hf_valid,
@@ -97,5 +101,5 @@ def test_vllm_trie_sampling_and_weight_sync(tmp_path):
     assert r["hf_valid"] == 16 and r["hf_engine_greedy"] == r["hf_greedy"][:4]  # the HF engine, same interface
     assert r["engine_cfg"] == [128, "torch.float32", True]
     b = r["beam"]  # beam groups: distinct, valid, best first, the same on both engines, the learner's log-probs
-    assert b["distinct"] and b["valid"] and b["sorted"] and b["same_codes"], b
+    assert b["distinct"] and b["valid"] and b["sorted"] and b["same_codes"] and b["same_as_renormalized_hf"], b
     assert b["lp_vs_hf"] < 1e-4 and b["lp_vs_learner"] < 1e-4, b
