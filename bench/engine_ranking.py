@@ -45,6 +45,7 @@ def compare_rankings(model_dir: Path, sid_dir: Path, split, k: int) -> dict:
     a, b = lists["renormalized"], lists["raw"]
     overlap = np.array([len(set(x[x >= 0]) & set(y[y >= 0])) / max(len(set(y[y >= 0])), 1) for x, y in zip(a, b)])
     return {
+        "per_user": {mode: res[mode]["per_user"] for mode in res},
         "model": str(model_dir),
         "n_users": int(len(a)),
         "raw": res["raw"]["metrics"],
@@ -55,6 +56,25 @@ def compare_rankings(model_dir: Path, sid_dir: Path, split, k: int) -> dict:
         "mean_topk_overlap": float(overlap.mean()),
         "seconds": secs,
     }
+
+
+def seed_averaged(rows: list[dict]) -> dict:
+    """CoNRec − SFT-only under each ranking, on per-user values averaged over the runs (seeds of one split), with
+    paired bootstrap CIs; {} unless every run has both models on the same users."""
+    from common.stats import paired_diff
+
+    runs = sorted({r["run"] for r in rows})
+    by = {(r["run"], r["method"]): r["per_user"] for r in rows}
+    if not runs or any((run, m) not in by for run in runs for m in ("sft_only", "conrec")):
+        return {}
+    if len({len(by[(run, "conrec")]["raw"]["FHR@20"]) for run in runs}) != 1:
+        return {}
+    out: dict = {"n_runs": len(runs)}
+    for mode in ("raw", "renormalized"):
+        avg = {m: {k: np.mean([by[(run, m)][mode][k] for run in runs], 0) for k in KEYS}
+               for m in ("sft_only", "conrec")}
+        out[mode] = {k: paired_diff(avg["conrec"][k], avg["sft_only"][k]) for k in KEYS}
+    return out
 
 
 def main(argv=None) -> None:
@@ -82,8 +102,12 @@ def main(argv=None) -> None:
                 rows.append({"run": str(run), "method": name, **r})
                 print(f"{run} {name}: FHR@{cfg.k} raw {r['raw'][f'FHR@{cfg.k}']:.4f} renormalized "
                       f"{r['renormalized'][f'FHR@{cfg.k}']:.4f}; same top-K set {r['same_topk_set']:.3f}", flush=True)
+    seeds = seed_averaged(rows)
+    for r in rows:
+        r.pop("per_user")
     out = Path(a.out)
-    write_json_atomic({"bench": "engine_ranking", "machine": machine(), "rows": rows}, out.with_suffix(".json"))
+    write_json_atomic({"bench": "engine_ranking", "machine": machine(), "rows": rows, "conrec_vs_sft_only": seeds},
+                      out.with_suffix(".json"))
     lines = ["| run | model | users | FHR@20 raw | FHR@20 renormalised | Δ FHR@20 [95 % CI] | Δ HR@20 [95 % CI] | "
              "same top-K set | mean top-K overlap |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -92,6 +116,12 @@ def main(argv=None) -> None:
                      f"{r['renormalized']['FHR@20']:.4f} | {f['diff']:+.4f} [{f['lo']:+.4f}, {f['hi']:+.4f}] | "
                      f"{h['diff']:+.4f} [{h['lo']:+.4f}, {h['hi']:+.4f}] | {r['same_topk_set']:.3f} | "
                      f"{r['mean_topk_overlap']:.3f} |")
+    if seeds:
+        lines += ["", f"CoNRec − SFT-only, paired on users averaged over the {seeds['n_runs']} runs:", "",
+                  "| ranking | " + " | ".join(f"Δ {k} [95 % CI]" for k in KEYS) + " |", "|---" * (len(KEYS) + 1) + "|"]
+        for mode in ("raw", "renormalized"):
+            cells = [f"{c['diff']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}]" for c in (seeds[mode][k] for k in KEYS)]
+            lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     write_text_atomic("\n".join(lines) + "\n", out.with_suffix(".md"))
     print("\n".join(lines))
     print(json.dumps({"written": str(out.with_suffix(".json"))}))
