@@ -13,6 +13,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": ("feedback.cli", "feedback logs: stats, split, coverage study"),
         "sid": ("sid.build", "semantic IDs: encode items, train the RQ-VAE, write codes and trie"),
         "run": ("cluster.run", "the whole pipeline: SIDs → SFT → progressive GRPO on Ray → evaluation → report"),
+        "report": ("cluster.report_command", "rebuild a run's report (report.md, report.html) and print its table"),
         "sft": ("trainer.sft", "context-understanding SFT (translation, alignment, warm-up) on DeepSpeed"),
         "eval": ("evaluation.cli", "evaluate a method (pop, swing, random) under the protocol"),
         "bench": ("bench.run", "benchmarks: rollout, reward, learner, weight_sync, e2e, ... (docs/BENCHMARKS.md)"),

@@ -169,7 +169,38 @@ def write_report(cfg, results: dict, per_user: dict, records: list, run: Path, s
     _bar_plot(results, errs, keys, run / "metrics.png", "metrics with 95 % CIs (bootstrap over test users)")
     lines += ["", "![metrics vs baselines](metrics.png)", ""]
     write_text_atomic("\n".join(lines), run / "report.md")
+    write_html(run / "report.md")
     return report
+
+
+def write_html(md_path: Path) -> Path:
+    """The report as one self-contained HTML file beside it (same name, .html): its tables, and its plots inlined
+    as data URIs, so the file can be mailed or opened anywhere without the run folder."""
+    import base64
+    import html
+    import re
+
+    import markdown
+
+    md_path = Path(md_path)
+    body = markdown.markdown(md_path.read_text(), extensions=["tables"])  # tables: GitHub-style pipes
+
+    def inline(m: re.Match) -> str:
+        src = md_path.parent / html.unescape(m.group(2))
+        if not src.is_file():
+            return m.group(0)
+        return f'{m.group(1)}data:image/png;base64,{base64.b64encode(src.read_bytes()).decode()}"'
+
+    body = re.sub(r'(<img[^>]*?src=")([^"]+\.png)"', inline, body)
+    text = md_path.read_text()
+    title = html.escape(text.splitlines()[0].lstrip("# ").strip() if text.strip() else "report")
+    style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;"
+             "text-align:right}th:first-child,td:first-child{text-align:left}tr:nth-child(even){background:#f6f6f6}"
+             "img{max-width:100%}code{background:#f0f0f0;padding:0 3px}")
+    page = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title><style>{style}</style></head>"
+            f"<body>\n{body}\n</body></html>\n")
+    return write_text_atomic(page, md_path.with_suffix(".html"))
 
 
 def acceptance_rule(cfg) -> str:
@@ -219,4 +250,5 @@ def write_seeds_report(cfg, seeds: list[int], per_seed: dict, per_user: dict, ru
               f"mean over {len(seeds)} seeds, 95 % CIs (bootstrap over users, seed-averaged)")
     lines += ["", "![metrics vs baselines](metrics.png)", ""]
     write_text_atomic("\n".join(lines), run / "report.md")
+    write_html(run / "report.md")
     return report

@@ -90,7 +90,7 @@ def write_json_atomic(obj, path) -> Path:
 
 def write_text_atomic(text: str, path) -> Path:
     def w(tmp):
-        with open(tmp, "w") as f:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
 
     return _atomic(Path(path), w)

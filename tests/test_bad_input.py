@@ -79,6 +79,8 @@ CLI_CASES = {
                                   r"evaluate_on='gpu' must be 'driver' or 'engines'"),
     "engine evaluation under ZeRO-3": (lambda t: _run(t, "evaluate_on=engines", "grpo.learner.zero_stage=3"),
                                        r"grpo.learner.zero_stage=3 must be ≤ 2 \(or evaluate_on=driver\)"),
+    "report of a missing run": (lambda t: ["report", str(t / "nope")], r"nope: no such run folder"),
+    "report of a folder that is no run": (lambda t: ["report", str(t)], r"is not a conrec run folder"),
     "zero candidates": (lambda t: _run(t, "split.n_candidates=0"), r"split.n_candidates=0 must be ≥ 1"),
     "context fraction out of range": (lambda t: _run(t, "split.context_frac=1.5"),
                                       r"split.context_frac=1.5 must lie strictly between 0 and 1"),

@@ -39,6 +39,8 @@ def test_conrec_run_tiny(tmp_path):
             assert k in m, k
     for f in ("report.md", "training_curves.png", "metrics.png", "final/conrec.json"):
         assert (run / f).exists(), f
+    page = (run / "report.html").read_text()  # one self-contained file: the tables, the plots inline
+    assert page.count("data:image/png;base64,") == 2 and "<table>" in page and 'src="metrics.png"' not in page
     # quiet by default: the actors' output (vLLM, DeepSpeed) is in RUN/logs/, not on the console
     assert "(RolloutActor pid=" not in proc.stderr and "(LearnerActor pid=" not in proc.stderr, proc.stderr[-3000:]
     assert "RotaryEmbedding" not in proc.stderr
@@ -71,6 +73,15 @@ def test_conrec_run_stops_and_resumes_grpo(tmp_path):
     first = subprocess.run(base + ["grpo.max_total_steps=3"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-5000:]
     assert "stopped by grpo.max_total_steps" in first.stdout and not (run / "report.json").exists()
+    # `conrec report` on the interrupted run: how far it got and what is evaluated so far, in a file that does not
+    # look finished (report.partial.*, no report.json)
+    part = subprocess.run([sys.executable, "-m", "cluster.cli", "report", str(run)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert part.returncode == 0, part.stderr[-3000:]
+    assert "| pop |" in part.stdout and "| swing |" in part.stdout
+    md = (run / "report.partial.md").read_text()
+    assert "PARTIAL" in md and "GRPO: stopped at step 3 of 4" in md and "| start |" in md, md
+    assert (run / "report.partial.html").exists() and not (run / "report.json").exists()
     ck = run / "grpo" / "checkpoints"
     assert (ck / "latest").read_text().strip() == "step_000003"
     # the newest checkpoint is corrupted on disk (same size, one byte): the resume falls back to step 2
@@ -131,3 +142,12 @@ def test_conrec_run_seeds_share_sids_and_report_cis(tmp_path):
         assert (run / f).exists(), f
     again = subprocess.run(args + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "=== seed" not in again.stderr
+    # `conrec report` rebuilds the finished run's reports (the aggregate and each seed's) and prints the table
+    (run / "report.md").unlink()
+    (run / "seed_1" / "report.html").unlink()
+    rebuilt = subprocess.run([sys.executable, "-m", "cluster.cli", "report", str(run)], cwd=ROOT, capture_output=True,
+                             text=True, timeout=300)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert rebuilt.stdout.startswith("| method |") and "| sft_only |" in rebuilt.stdout
+    assert "2 seeds" in (run / "report.md").read_text() and (run / "seed_1" / "report.html").exists()
+    assert json.loads((run / "report.json").read_text())["paired_seed_avg"] == rep["paired_seed_avg"]
