@@ -3,12 +3,14 @@ constrained distribution (each SID level renormalised over the trie's open value
 raw log-probs of those values. tests/test_vllm_engine.py checks that the engines' beams equal the HF trie beam
 search with `renormalize=True`, so the two rankings can be compared here on the driver, without Ray:
 
-    python -m bench.engine_ranking --run RUN [--run RUN ...] [--out docs/results/engine_ranking_NAME]
+    python -m bench.engine_ranking --run RUN [--run RUN ...] [--users test|validation] \
+        [--out docs/results/engine_ranking_NAME]
 
 For each run (a `conrec run` folder: its config.json names the data and the split) and each of its models
-(RUN/sft/final, RUN/final), both rankings on the run's test users: per metric the paired difference
-(renormalised − raw) with its 95 % bootstrap CI, the share of users whose top-K lists are the same set, and the
-mean overlap of the two top-K sets. Writes OUT.json and OUT.md.
+(RUN/sft/final, RUN/final), both rankings on the run's test users (or the curriculum's validation users): per
+metric the paired difference (renormalised − raw) with its 95 % bootstrap CI, the share of users whose top-K
+lists are the same set, and the mean overlap of the two top-K sets; with several runs (seeds of one split),
+CoNRec − SFT-only under each ranking on seed-averaged users. Writes OUT.json and OUT.md.
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", action="append", required=True, help="a finished `conrec run` folder (repeatable)")
     ap.add_argument("--data", default="", help="override the run's data spec (e.g. a local path)")
+    ap.add_argument("--users", choices=["test", "validation"], default="test",
+                    help="the run's test users, or the curriculum's validation users carved from training data (what "
+                         "a choice between the rankings may be made on)")
     ap.add_argument("--out", default="bench/results/engine_ranking")
     a = ap.parse_args(argv)
     rows = []
@@ -95,6 +100,10 @@ def main(argv=None) -> None:
         if a.data:
             cfg.data = a.data
         _, split = load_data(cfg)
+        if a.users == "validation":
+            from feedback.split import validation_users
+
+            split = validation_users(split, cfg.grpo.val_users, cfg.split.seed)
         sid_dir = run / "sid" if (run / "sid").exists() else run.parent / "sid"
         for name, d in (("sft_only", run / "sft" / "final"), ("conrec", run / "final")):
             if (d / "conrec.json").exists():
