@@ -57,7 +57,6 @@ def evaluate_on_engines(driver, split: Split, models: dict, k: int, ctx: Context
         m = EngineMethod(driver, ctx, name)
         r = evaluate(m, split, k=k, batch_size=batch_size, progress=progress)
         r["metrics"].update(alignment_score(driver.learner_code_logprobs, *questions))
-        r["evaluated_on"] = "engines"
         log.info("%s evaluated on the engines: FHR@%d %.4f (%d users, %.0f s)", name, k, r["metrics"][f"FHR@{k}"],
                  r["n_test_users"], r["timing"]["total_s"])
         out[name] = r

@@ -53,7 +53,7 @@ class LearnerActor(SyncMember):
         import numpy as np
         import torch
 
-        from rollout.constrained import code_logprobs
+        from rollout.constrained import batched_code_logprobs
 
         lr = self.learner
         if lr.cfg.zero_stage == 3:
@@ -64,8 +64,7 @@ class LearnerActor(SyncMember):
         model = lr.engine.module.eval()
         try:
             with torch.no_grad():
-                return np.concatenate([code_logprobs(model, lr.tok, prompts[s:s + 32], codes[s:s + 32], lr.map)
-                                       for s in range(0, len(prompts), 32)])
+                return batched_code_logprobs(model, lr.tok, prompts, codes, lr.map)
         finally:
             model.train()
 

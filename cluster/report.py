@@ -120,6 +120,16 @@ def _curves(rows: list, path: Path) -> None:
     plt.close(fig)
 
 
+def results_table(results: dict, cis: dict, keys: list[str]) -> list[str]:
+    """Markdown rows: each method's metrics with their 95 % CIs, and its alignment accuracy when it has one."""
+    lines = ["| method | " + " | ".join(keys) + " | alignment_acc |", "|---" * (len(keys) + 2) + "|"]
+    for name, r in results.items():
+        al = r.get("alignment_acc")
+        cells = [f"{r[x]:.4f} [{cis[name][x]['lo']:.3f}, {cis[name][x]['hi']:.3f}]" for x in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {'' if al is None else f'{al:.3f}'} |")
+    return lines
+
+
 def write_report(cfg, results: dict, per_user: dict, records: list, run: Path, seconds: float,
                  evaluated_on: dict | None = None) -> dict:
     """report.json, report.md, metrics.png (CIs as error bars) and training_curves.png of one run.
@@ -140,12 +150,7 @@ def write_report(cfg, results: dict, per_user: dict, records: list, run: Path, s
               "faults": faults, "config": to_dict(cfg), "evaluated_on": evaluated_on or {}}
     write_json_atomic(report, run / "report.json")
     lines = [f"# conrec run — {cfg.data}", "", f"K = {k}; {len(per_user['pop'][keys[1]])} test users; "
-             f"wall time {seconds / 60:.1f} min.", "",
-             "| method | " + " | ".join(keys) + " | alignment_acc |", "|---" * (len(keys) + 2) + "|"]
-    for name, r in results.items():
-        al = r.get("alignment_acc")
-        cells = [f"{r[x]:.4f} [{cis[name][x]['lo']:.3f}, {cis[name][x]['hi']:.3f}]" for x in keys]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {'' if al is None else f'{al:.3f}'} |")
+             f"wall time {seconds / 60:.1f} min.", "", *results_table(results, cis, keys)]
     lines += ["", "Brackets: 95 % bootstrap CI over test users."]
     if any(v == "engines" for v in (evaluated_on or {}).values()):
         lines += ["Ranked on the rollout engines (`evaluate_on: engines`; by the constrained distribution, "
@@ -183,7 +188,8 @@ def write_html(md_path: Path) -> Path:
     import markdown
 
     md_path = Path(md_path)
-    body = markdown.markdown(md_path.read_text(), extensions=["tables"])  # tables: GitHub-style pipes
+    text = md_path.read_text()
+    body = markdown.markdown(text, extensions=["tables"])  # tables: GitHub-style pipes
 
     def inline(m: re.Match) -> str:
         src = md_path.parent / html.unescape(m.group(2))
@@ -192,7 +198,6 @@ def write_html(md_path: Path) -> Path:
         return f'{m.group(1)}data:image/png;base64,{base64.b64encode(src.read_bytes()).decode()}"'
 
     body = re.sub(r'(<img[^>]*?src=")([^"]+\.png)"', inline, body)
-    text = md_path.read_text()
     title = html.escape(text.splitlines()[0].lstrip("# ").strip() if text.strip() else "report")
     style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
              "table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;"

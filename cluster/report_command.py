@@ -19,7 +19,7 @@ import json
 import logging
 from pathlib import Path
 
-from cluster.report import load_per_user, metric_keys, write_html, write_report, write_seeds_report
+from cluster.report import load_per_user, metric_keys, results_table, write_html, write_report, write_seeds_report
 
 log = logging.getLogger("conrec.report")
 
@@ -103,11 +103,7 @@ def rebuild_partial(run: Path) -> Path:
     lines = [f"# conrec run — {cfg.data} (PARTIAL: the run has not finished)", "",
              f"`conrec run --config ... run_dir={run} --resume` finishes it and writes report.md.", "", *stages, "",
              f"K = {cfg.k}; {len(split.test)} test users. Methods evaluated so far (95 % bootstrap CIs over users):",
-             "",
-             "| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for name, r in results.items():
-        lines.append(f"| {name} | " + " | ".join(f"{r[x]:.4f} [{cis[name][x]['lo']:.3f}, {cis[name][x]['hi']:.3f}]"
-                                                for x in keys) + " |")
+             "", *results_table(results, cis, keys)]
     if records:
         lines += ["", "## Curriculum so far", "", f"Acceptance rule: {acceptance_rule(cfg)}", "",
                   "| stage | attempt | validation FHR | accepted |", "|---|---|---|---|"]

@@ -126,13 +126,9 @@ def alignment_score(score, prompts: list[str], codes: np.ndarray, truth: np.ndar
 
 def alignment_accuracy(model, tok, index, split: Split, max_questions: int = 500, seed: int = 0) -> dict:
     """`alignment_score` of an HF model in this process."""
-    from rollout.constrained import code_logprobs
+    from rollout.constrained import batched_code_logprobs
     from sid.tokens import SidTokenMap
 
     tmap = SidTokenMap(tok, index.level_sizes)
-
-    def score(prompts, codes):
-        return np.concatenate([code_logprobs(model, tok, prompts[s:s + 32], codes[s:s + 32], tmap)
-                               for s in range(0, len(prompts), 32)])
-
-    return alignment_score(score, *alignment_questions(index, split, max_questions, seed))
+    return alignment_score(lambda p, c: batched_code_logprobs(model, tok, p, c, tmap),
+                           *alignment_questions(index, split, max_questions, seed))

@@ -139,6 +139,13 @@ def code_logprobs(model, tokenizer, prompts: list[str], codes: np.ndarray, token
     return (first + rest).numpy()
 
 
+def batched_code_logprobs(model, tokenizer, prompts: list[str], codes: np.ndarray, token_map: SidTokenMap,
+                          batch: int = 32) -> np.ndarray:
+    """`code_logprobs` over any number of prompts, `batch` prompts per forward."""
+    return np.concatenate([code_logprobs(model, tokenizer, prompts[s:s + batch], codes[s:s + batch], token_map)
+                           for s in range(0, len(prompts), batch)])
+
+
 def level_beam_search(n_prompts: int, levels: int, width: int, expand) -> list[list[tuple[tuple, tuple]]]:
     """Constrained beam search one SID level at a time, for rollout engines that score a batch of
     (prompt, SID prefix) requests per call: per prompt, up to `width` distinct catalogue codes, best first
