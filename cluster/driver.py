@@ -353,7 +353,7 @@ class Driver:
             base = stages[st["stage_idx"]]
             stage = Stage(base.name, base.context_mode, base.steps, st["kl_coef"] or base.kl_coef,
                           st.get("lr_scale") or base.lr_scale)
-            ctx = ContextConfig(mode=stage.context_mode, max_items=self.cfg.grpo.max_context_items)
+            ctx = self.cfg.sft.context.for_stage(stage.context_mode, self.cfg.grpo.max_context_items)
             self.learners.call_all("set_lr", self.cfg.grpo.learner.lr * stage.lr_scale)
             while st["step_in_stage"] < stage.steps:
                 if budget and self.step >= budget:

@@ -7,7 +7,7 @@ pairs; the target ends with the end-of-sequence token at training time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 import numpy as np
@@ -30,6 +30,15 @@ class ContextConfig:
     max_items: int = 20
     """Token budget in items (each item is one SID): the newest are kept, older ones dropped first;
     in 'neg_pos' the budget is split evenly, unused room going to the other side."""
+    mark_recent: bool = False
+    """Split each side at `recent_days` before the cutoff with the word `recently`: `user disliked: <old…>
+    recently: <new…>`. The prompt otherwise carries order but no time, so a model cannot tell a negative of
+    this morning from one of last month; what a user disliked in the last days is what feeds (and hides)
+    the next ones."""
+
+    def for_stage(self, mode: str, max_items: int) -> "ContextConfig":
+        """This context (its recency marks) with a curriculum stage's behaviour and GRPO's item budget."""
+        return replace(self, mode=mode, max_items=max_items)
 
 
 def context_events(max_items: int) -> int:
@@ -40,20 +49,31 @@ def context_events(max_items: int) -> int:
 
 def build_context(ctx_items: np.ndarray, ctx_fb: np.ndarray, ctx_ts: np.ndarray, t_cut: int, sid,
                   cfg: ContextConfig) -> str:
-    """`user disliked: <sid> <sid> … liked: <sid> … next dislike:` (items oldest → newest)."""
+    """`user disliked: <sid> <sid> … liked: <sid> … next dislike:` (items oldest → newest); with
+    `cfg.mark_recent`, `recently:` before each side's items of the last `cfg.recent_days` days."""
     neg = ctx_fb == -1
     if cfg.mode == "neg_recent":
         neg &= ctx_ts >= t_cut - cfg.recent_days * DAY
     elif cfg.mode not in ("neg_all", "neg_pos"):
         raise ValueError(f"ContextConfig.mode must be neg_recent, neg_all or neg_pos, got {cfg.mode!r}")
-    negs = ctx_items[neg]
-    pos = ctx_items[ctx_fb == 1] if cfg.mode == "neg_pos" else ctx_items[:0]
-    n_neg = min(len(negs), max(cfg.max_items - min(len(pos), cfg.max_items // 2), cfg.max_items // 2))
-    n_pos = min(len(pos), cfg.max_items - n_neg)
-    negs, pos = negs[len(negs) - n_neg:], pos[len(pos) - n_pos:]
-    parts = ["user disliked:"] + [sid(int(i)) for i in negs]
+    pos = ctx_fb == 1 if cfg.mode == "neg_pos" else np.zeros_like(neg)
+    n_neg = min(int(neg.sum()), max(cfg.max_items - min(int(pos.sum()), cfg.max_items // 2), cfg.max_items // 2))
+    n_pos = min(int(pos.sum()), cfg.max_items - n_neg)
+    recent = ctx_ts >= t_cut - cfg.recent_days * DAY
+
+    def side(word: str, keep: np.ndarray, n: int) -> list[str]:
+        idx = np.flatnonzero(keep)
+        idx = idx[len(idx) - n:]  # the newest n
+        out = [word]
+        for j, i in enumerate(idx):
+            if cfg.mark_recent and recent[i] and (j == 0 or not recent[idx[j - 1]]):
+                out.append("recently:")
+            out.append(sid(int(ctx_items[i])))
+        return out
+
+    parts = side("user disliked:", neg, n_neg)
     if cfg.mode == "neg_pos":
-        parts += ["liked:"] + [sid(int(i)) for i in pos]
+        parts += side("liked:", pos, n_pos)
     parts.append("next dislike:")
     return " ".join(parts)
 
