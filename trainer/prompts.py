@@ -33,8 +33,8 @@ class ContextConfig:
     mark_recent: bool = False
     """Split each side at `recent_days` before the cutoff with the word `recently`: `user disliked: <old…>
     recently: <new…>`. The prompt otherwise carries order but no time, so a model cannot tell a negative of
-    this morning from one of last month; what a user disliked in the last days is what feeds (and hides)
-    the next ones."""
+    this morning from one of last month. Off by default: it tied on the simulator and lowered SFT-only on
+    MovieLens-100k's test split (docs/BENCHMARKS.md, "Recency marks")."""
 
     def for_stage(self, mode: str, max_items: int) -> "ContextConfig":
         """This context (its recency marks) with a curriculum stage's behaviour and GRPO's item budget."""
