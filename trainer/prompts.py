@@ -51,25 +51,24 @@ def build_context(ctx_items: np.ndarray, ctx_fb: np.ndarray, ctx_ts: np.ndarray,
                   cfg: ContextConfig) -> str:
     """`user disliked: <sid> <sid> … liked: <sid> … next dislike:` (items oldest → newest); with
     `cfg.mark_recent`, `recently:` before each side's items of the last `cfg.recent_days` days."""
+    recent = ctx_ts >= t_cut - cfg.recent_days * DAY
     neg = ctx_fb == -1
     if cfg.mode == "neg_recent":
-        neg &= ctx_ts >= t_cut - cfg.recent_days * DAY
+        neg &= recent
     elif cfg.mode not in ("neg_all", "neg_pos"):
         raise ValueError(f"ContextConfig.mode must be neg_recent, neg_all or neg_pos, got {cfg.mode!r}")
     pos = ctx_fb == 1 if cfg.mode == "neg_pos" else np.zeros_like(neg)
     n_neg = min(int(neg.sum()), max(cfg.max_items - min(int(pos.sum()), cfg.max_items // 2), cfg.max_items // 2))
     n_pos = min(int(pos.sum()), cfg.max_items - n_neg)
-    recent = ctx_ts >= t_cut - cfg.recent_days * DAY
 
     def side(word: str, keep: np.ndarray, n: int) -> list[str]:
         idx = np.flatnonzero(keep)
         idx = idx[len(idx) - n:]  # the newest n
-        out = [word]
-        for j, i in enumerate(idx):
-            if cfg.mark_recent and recent[i] and (j == 0 or not recent[idx[j - 1]]):
-                out.append("recently:")
-            out.append(sid(int(ctx_items[i])))
-        return out
+        toks = [sid(int(ctx_items[i])) for i in idx]
+        first_recent = np.flatnonzero(recent[idx])  # the context is oldest → newest: recent items are a suffix
+        if cfg.mark_recent and len(first_recent):
+            toks.insert(int(first_recent[0]), "recently:")
+        return [word] + toks
 
     parts = side("user disliked:", neg, n_neg)
     if cfg.mode == "neg_pos":
