@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.grpo_algo import AlgoConfig, advantages, allowed_mask, constrained_logprobs, policy_objective
+from trainer.grpo_algo import (
+    AlgoConfig,
+    advantages,
+    allowed_mask,
+    confident_groups,
+    constrained_logprobs,
+    policy_objective,
+)
 
 
 def test_group_advantages():
@@ -17,6 +24,26 @@ def test_group_advantages():
     np.testing.assert_allclose(adv[4:, 0], [-0.7071, 0.7071], atol=1e-3)
     assert (adv[0, 2] == 0) and (adv[2, 1:] == 0).all()  # padding carries no advantage
     assert torch.allclose(adv[1], adv[1, :1].expand(3))  # same advantage on every token of a rollout
+
+
+def test_positive_advantages_by_hand():
+    mask = torch.ones(6, 2)
+    adv = advantages(np.array([1.0, 0, 0, 1, 2.0, 4.0]), mask, ["p"] * 4 + ["q"] * 2,
+                     AlgoConfig(adv_estimator="grpo_positive"))
+    # GRPO's advantages (test above) with the negative ones set to 0
+    np.testing.assert_allclose(adv[:, 0], [0.866, 0, 0, 0.866, 0, 0.7071], atol=1e-3)
+    assert torch.equal(adv[:, 0], adv[:, 1])
+
+
+def test_confident_groups_by_hand():
+    # 4 groups of 3. g0: the most likely row (lp -0.1) has the best reward → confident.
+    # g1: the best reward sits on the least likely row → uncertain at k=1, and at k=2 too.
+    # g2: equal rewards → never gated (no advantage to remove). g3: best on the 2nd most likely row → k=2 only.
+    r = np.array([1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 1, 0.5])
+    lp = np.array([-0.1, -2, -3, -0.1, -2, -3, -0.1, -2, -3, -0.1, -2, -3])
+    assert confident_groups(r, lp, 3, 1).tolist() == [True, False, False, False]
+    assert confident_groups(r, lp, 3, 2).tolist() == [True, False, False, True]
+    assert confident_groups(r, lp, 3, 0).tolist() == [False] * 4
 
 
 def test_policy_objective_by_hand():

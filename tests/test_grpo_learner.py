@@ -105,14 +105,25 @@ targets = [toks(int(ex.next_negative.iat[i])) for i in ids]
 batch = StepBatch(ids, [tok(p, add_special_tokens=False)["input_ids"] for p in prompts], comps, None, G, 1.0,
                   rewards=np.zeros(len(comps)), targets=targets)  # equal rewards: no policy gradient
 nll = [learner.update(batch)["actor/nll"] for _ in range(6)]
+# the AdaGRPO gate: rewards separate in every group; the best row is the engine's most likely one (gated)
+# or its least likely one (kept). Without the anchor and the KL term, a gated batch has no gradient at all.
+learner.cfg.pg_gate_top_k, learner.cfg.nll_coef = 1, 0.0
+rewards = np.tile([1.0, 0.0, 0.0, 0.0], len(ids))
+gate = {}
+for name, first in (("confident", -0.1), ("uncertain", -9.0)):
+    lps = [[first, 0.0]] + [[-1.0, 0.0]] * (G - 1)
+    b = StepBatch(ids, batch.prompt_ids, comps, lps * len(ids), G, 1.0, rewards=rewards, targets=targets)
+    m = learner.update(b)
+    gate[name] = [m["actor/pg_gated_share"], learner.grad_norms[-1]]
 learner.set_lr(1e-5)
-print(json.dumps({"nll": nll, "lr": learner.engine.get_lr()}))
+print(json.dumps({"nll": nll, "lr": learner.engine.get_lr(), "gate": gate}))
 """
 
 
 def test_nll_anchoring_and_set_lr(tmp_path):
     """With equal rewards (no policy gradient) and no KL, the NLL term alone trains the targets; the
-    curriculum's learning-rate change reaches the optimizer."""
+    curriculum's learning-rate change reaches the optimizer; `pg_gate_top_k` zeroes the advantages of the
+    groups whose most likely sample already has the best reward."""
     proc = subprocess.run([sys.executable, "-c", NLL_CODE, str(tmp_path), "synthetic:users=40,items=40,days=20,seed=3",
                            "400"], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
@@ -120,6 +131,9 @@ def test_nll_anchoring_and_set_lr(tmp_path):
     out = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1])
     assert out["nll"][-1] < 0.8 * out["nll"][0], out["nll"]
     assert out["lr"] == [pytest.approx(1e-5)]
+    # a group the policy already ranks right gets no policy gradient; an uncertain one keeps it
+    assert out["gate"]["confident"] == [1.0, 0.0], out["gate"]
+    assert out["gate"]["uncertain"][0] == 0.0 and out["gate"]["uncertain"][1] > 0.0, out["gate"]
 
 
 PAD_CODE = SETUP + r"""

@@ -19,7 +19,7 @@ import torch
 @dataclass
 class AlgoConfig:
     adv_estimator: str = "grpo"
-    """Any advantage estimator registered in verl (grpo, rloo, …)."""
+    """Any advantage estimator registered in verl (grpo, rloo, …), or ours: `grpo_positive` (below)."""
     norm_adv_by_std: bool = True
     """GRPO: divide by the group std (False gives Dr.GRPO-style mean-centering)."""
     policy_loss: str = "vanilla"
@@ -35,18 +35,53 @@ class AlgoConfig:
     """β; the curriculum may set it per stage."""
 
 
+def _register_estimators() -> None:
+    """Our advantage estimators, in verl's registry beside its own (so `adv_estimator` names either)."""
+    from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, register_adv_est
+
+    if "grpo_positive" in ADV_ESTIMATOR_REGISTRY:
+        return
+
+    @register_adv_est("grpo_positive")
+    def grpo_positive(token_level_rewards, response_mask, index, epsilon: float = 1e-6,
+                      norm_adv_by_std_in_grpo: bool = True, config=None):
+        """GRPO's advantages with the negative ones set to 0: the samples above their group's mean are pushed
+        up as in GRPO, the ones below are left alone (reward-weighted fine-tuning on the group's winners, as in
+        RAFT / ReST). Tests whether pushing the policy's wrong top items down is what costs rare negatives."""
+        adv, ret = ADV_ESTIMATOR_REGISTRY["grpo"](token_level_rewards, response_mask, index, epsilon,
+                                                  norm_adv_by_std_in_grpo, config)
+        return adv.clamp(min=0.0), ret.clamp(min=0.0)
+
+
 def advantages(rewards: np.ndarray, response_mask: torch.Tensor, group_ids, cfg: AlgoConfig) -> torch.Tensor:
     """Token-level advantages [N, T] from sequence rewards [N] and the rollouts' group ids."""
     from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
+    _register_estimators()
     token_rewards = torch.zeros_like(response_mask, dtype=torch.float32)
     last = (response_mask.cumsum(-1) == response_mask.sum(-1, keepdim=True)) & (response_mask > 0)
     token_rewards[last] = torch.as_tensor(np.asarray(rewards, dtype=np.float32))[last.any(-1)]
     fn = get_adv_estimator_fn(cfg.adv_estimator)
-    kw = {"norm_adv_by_std_in_grpo": cfg.norm_adv_by_std} if cfg.adv_estimator == "grpo" else {}
+    kw = {"norm_adv_by_std_in_grpo": cfg.norm_adv_by_std} if cfg.adv_estimator in ("grpo", "grpo_positive") else {}
     adv, _ = fn(token_level_rewards=token_rewards, response_mask=response_mask.float(),
                 index=np.asarray(group_ids), **kw)
     return adv
+
+
+def confident_groups(rewards: np.ndarray, seq_logprobs: np.ndarray, group_size: int, top_k: int) -> np.ndarray:
+    """[P] bool: groups whose `top_k` most likely rows (by the sampler's sequence log-prob) already hold one of
+    the group's best rewards, i.e. where the policy is already right and the reward has nothing to teach.
+
+    AdaGRPO's policy-side gate: the policy gradient is applied only where the policy is uncertain; a confident
+    group keeps the supervised anchor and the KL term but no advantage. Ties in reward count as best."""
+    r = np.asarray(rewards, dtype=np.float64).reshape(-1, group_size)
+    lp = np.asarray(seq_logprobs, dtype=np.float64).reshape(-1, group_size)
+    if top_k < 1:
+        return np.zeros(len(r), dtype=bool)
+    top = np.argsort(-lp, axis=1, kind="stable")[:, :top_k]
+    best = r >= r.max(1, keepdims=True) - 1e-8
+    separates = r.std(1) > 1e-8  # a group with equal rewards has no advantage to gate
+    return np.take_along_axis(best, top, 1).any(1) & separates
 
 
 def _verl_actor_config(cfg: AlgoConfig, batch_info: dict):

@@ -17,7 +17,14 @@ import numpy as np
 import torch
 
 from trainer.batch import StepBatch
-from trainer.grpo_algo import AlgoConfig, advantages, allowed_mask, constrained_logprobs, policy_objective
+from trainer.grpo_algo import (
+    AlgoConfig,
+    advantages,
+    allowed_mask,
+    confident_groups,
+    constrained_logprobs,
+    policy_objective,
+)
 from trainer.packing import Layout, per_sample, shared_prompt
 
 log = logging.getLogger(__name__)
@@ -35,6 +42,10 @@ class LearnerConfig:
     """NLL anchoring: this weight × the supervised loss of each prompt's target (a future negative of its
     training example, under the trie-constrained distribution) is added to the GRPO loss, so the policy
     keeps the SFT objective while RL reshapes it (AdaGRPO; GRPO + NLL regularisation). 0 = off."""
+    pg_gate_top_k: int = 0
+    """AdaGRPO-style gate: a group whose `pg_gate_top_k` most likely samples (by the engine's log-probs)
+    already include its best reward gets no policy gradient, only the NLL anchor and the KL term: RL acts
+    where the policy is uncertain instead of sharpening what it already ranks first. 0 = off."""
     pack_groups: bool = True
     """Score each group's G samples as one sequence with the prompt once (trainer/packing.py): the same
     log-probs at ≈ G× fewer tokens. False: one row per sample."""
@@ -106,6 +117,14 @@ class GRPOLearner:
         resp, rmask, allowed = self._responses(b.completions)
         adv = advantages(b.rewards, rmask, b.row_group(), self.cfg.algo)
         metrics: dict[str, float] = {}
+        if self.cfg.pg_gate_top_k > 0:
+            if b.engine_logprobs is None:
+                raise ValueError("grpo.learner.pg_gate_top_k needs the engine's log-probs in the batch; set it to 0 "
+                                 "for batches without them")
+            seq = np.array([sum(lps) for lps in b.engine_logprobs])
+            gated = confident_groups(b.rewards, seq, b.group_size, self.cfg.pg_gate_top_k)
+            adv = adv * torch.as_tensor(~gated[b.row_group()], dtype=adv.dtype).unsqueeze(-1)
+            metrics["actor/pg_gated_share"] = float(gated.mean())
         slices = self._micro_slices(n)
         self.engine.train()
         layouts = [self._layout(b, sl, resp.shape[1]) for sl, _ in slices]
