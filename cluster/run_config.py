@@ -187,6 +187,18 @@ def validate(cfg: RunConfig) -> None:
         if term.name == "rank_hit":
             checks.append((g.sampling.mode == "beam", "grpo.reward.terms: rank_hit ranks a group's items by their "
                                                       "beam order; set grpo.sampling.mode=beam"))
+    from trainer.grpo_algo import registered
+
+    a, (estimators, losses) = g.learner.algo, registered()
+    checks += [
+        (a.adv_estimator in estimators,
+         f"grpo.learner.algo.adv_estimator={a.adv_estimator!r}; registered: {estimators}"),
+        (a.policy_loss in losses, f"grpo.learner.algo.policy_loss={a.policy_loss!r}; registered: {losses}"),
+        (g.learner.nll_coef >= 0, f"grpo.learner.nll_coef={g.learner.nll_coef} must be ≥ 0 (0 = off)"),
+        (0 <= g.learner.pg_gate_top_k < g.sampling.n,
+         f"grpo.learner.pg_gate_top_k={g.learner.pg_gate_top_k} must be in [0, grpo.sampling.n={g.sampling.n}) "
+         "(0 = off; at n every group would be gated)"),
+    ]
     if not s.model.path:
         from trainer.models import check_tiny
 

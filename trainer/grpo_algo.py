@@ -53,6 +53,14 @@ def _register_estimators() -> None:
         return adv.clamp(min=0.0), ret.clamp(min=0.0)
 
 
+def registered() -> tuple[list[str], list[str]]:
+    """The advantage estimators and policy losses `AlgoConfig` may name: verl's registries, with ours."""
+    from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
+
+    _register_estimators()
+    return sorted(ADV_ESTIMATOR_REGISTRY), sorted(POLICY_LOSS_REGISTRY)
+
+
 def advantages(rewards: np.ndarray, response_mask: torch.Tensor, group_ids, cfg: AlgoConfig) -> torch.Tensor:
     """Token-level advantages [N, T] from sequence rewards [N] and the rollouts' group ids."""
     from verl.trainer.ppo.core_algos import get_adv_estimator_fn
