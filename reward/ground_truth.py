@@ -135,6 +135,15 @@ def _query(lists, n: int, n_items: int) -> sp.csr_matrix:
     return Q
 
 
+def context_neighbours(examples: pd.DataFrame, similarity: sp.csr_matrix, n: int
+                       ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per example, the `n` items with the largest summed Swing score over its context negatives (outside
+    them), best first, with their scores: the collaborative part of its GTS."""
+    ctx_neg = [i[f == -1] for i, f in zip(examples["ctx_items"], examples["ctx_fb"])]
+    scores = (_query(ctx_neg, len(examples), similarity.shape[0]) @ similarity).tocsr()
+    return [_top_neighbours(scores, r, np.unique(c), n) for r, c in enumerate(ctx_neg)]
+
+
 def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
                        swing: SwingConfig | None = None, similarity: sp.csr_matrix | None = None,
                        future_swing_n: int = 0, weighting: str = "flat", transition_n: int = 0,

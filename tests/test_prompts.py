@@ -47,3 +47,25 @@ def test_stage_context_keeps_the_marks():
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="neg_recent, neg_all or neg_pos"):
         ctx(mode="everything")
+
+
+def test_swing_warmup_targets_the_context_negatives_neighbours():
+    import pandas as pd
+
+    from trainer.prompts import warmup_swing
+
+    # negatives: users 0-2 disliked items 0 and 1, users 3-4 items 0 and 2; item 3 co-occurs with nothing.
+    # Swing (α = 1): sim(0, 1) = 3 user pairs × 1 / (1 + 2) = 1; sim(0, 2) = 1 pair × 1/3
+    pairs = [(u, 0) for u in range(5)] + [(u, 1) for u in range(3)] + [(3, 2), (4, 2), (5, 3)]
+    train = pd.DataFrame({"uidx": [u for u, _ in pairs], "iidx": [i for _, i in pairs], "fb": -1})
+    ex = pd.DataFrame({"ctx_items": [np.array([0]), np.array([3]), np.array([0, 4])],
+                       "ctx_fb": [np.array([-1]), np.array([-1]), np.array([-1, 1])],
+                       "ctx_ts": [np.array([0]), np.array([0]), np.array([0, 0])], "t_cut": [DAY] * 3})
+    items = pd.DataFrame({"title": list("abcde")})
+    kw = dict(examples=ex, train=train, items=items, sid=lambda i: f"<{i}>", context=ContextConfig(mode="neg_pos"))
+    # top 1: the best neighbour of item 0; the example whose negative has no neighbour gives no pair
+    assert list(warmup_swing(top_n=1, **kw)) == [("user disliked: <0> liked: next dislike:", "<1>"),
+                                                 ("user disliked: <0> liked: <4> next dislike:", "<1>")]
+    # top 2: item 1 or item 2, drawn 3 : 1, never a context item
+    got = [t for s in range(200) for _, t in warmup_swing(top_n=2, seed=s, **kw)]
+    assert set(got) == {"<1>", "<2>"} and 0.65 < got.count("<1>") / len(got) < 0.85
