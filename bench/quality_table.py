@@ -44,14 +44,14 @@ def table(runs: dict, against: str = "", sft_ref: str = "shipped") -> tuple[dict
     """`against`: a variant every other one is also compared with, paired (its seeds must be theirs). A variant
     with its own SFT models gets its own SFT-only row, and its CoNRec is also paired against `sft_ref`'s SFT-only
     (the shared full-data models)."""
-    from common.stats import paired_diff
+    from common.stats import paired_diff, turnover
 
     rows, lines, notes = {}, [], []
     ref = against if against in runs else ""
     head = "| variant | seeds | " + " | ".join(KEYS) + " | Δ FHR@20 vs SFT-only [95 % CI] | " \
            "Δ FHR@20 vs Swing [95 % CI] | " + (f"Δ FHR@20 vs {ref} [95 % CI] | " if ref else "") + \
            "validation FHR@20 (start → last accepted = the final model) | " \
-           "stages accepted (per seed) | wall min / run (median) |"
+           "stages accepted (per seed) | users gained / lost vs its SFT-only | wall min / run (median) |"
     lines += [head, "|---" * (head.count("|") - 1) + "|"]
     base_sft = None  # the SFT-only results of the first variant: the shared SFT models every variant starts from
     for v, seeds in runs.items():
@@ -100,10 +100,14 @@ def table(runs: dict, against: str = "", sft_ref: str = "shipped") -> tuple[dict
                 val = [[r["val"] for r in seeds[s]["curriculum"] if r.get("accepted")] for s in ss]
                 row["val_start"] = float(np.mean([v[0] for v in val]))
                 row["val_best"] = float(np.mean([v[-1] for v in val]))
+                # how many users RL turned each way, per seed against that seed's own SFT model
+                t = [turnover(seeds[s]["per_user"]["sft_only"]["FHR@20"], seeds[s]["per_user"]["conrec"]["FHR@20"])
+                     for s in ss]
+                row["gained"], row["lost"] = [float(np.mean([x[k] for x in t])) for k in ("gained", "lost")]
                 line += (f" | {row['val_start']:.4f} → {row['val_best']:.4f} | {'/'.join(map(str, acc))} | "
-                         f"{np.median(row['wall_min']):.1f} |")
+                         f"{row['gained']:.3f} / {row['lost']:.3f} | {np.median(row['wall_min']):.1f} |")
             else:
-                line += " | – | – | – |"
+                line += " | – | – | – | – |"
             rows[name] = row
             lines.append(line)
     return rows, "\n".join(lines + ([""] + notes if notes else []))

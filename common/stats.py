@@ -44,6 +44,17 @@ def paired_diff(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, confidence: fl
             "n": int(len(d)), "rel": float(d.mean() / base) if base else float("nan")}
 
 
+def turnover(before: np.ndarray, after: np.ndarray) -> dict:
+    """Per-user hit indicators (e.g. FHR@K) of one model before and after a change: the share of users it
+    turned from miss to hit (`gained`) and from hit to miss (`lost`), over the users defined in both. The net
+    change is gained − lost; a small net over a large turnover is a reshuffle, not a better model."""
+    b, a = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
+    keep = ~(np.isnan(a) | np.isnan(b))
+    b, a = b[keep] > 0, a[keep] > 0
+    n = max(len(a), 1)
+    return {"gained": float((a & ~b).sum() / n), "lost": float((b & ~a).sum() / n), "n": int(len(a))}
+
+
 def verdict(c: dict) -> str:
     """'better' / 'worse' when the CI excludes 0, else 'tie (within noise)'."""
     if c["lo"] > 0:

@@ -111,3 +111,13 @@ def test_holdout_validation_windows():
     # u0: windows ending at day 87 and 100 stay, the one ending at 101 reaches the validation window;
     # u1 is no validation user: kept
     assert kept["t_cut"].tolist() == [80 * DAY, 93 * DAY, 99 * DAY]
+
+
+def test_turnover_by_hand():
+    from common.stats import turnover
+
+    before = np.array([1, 1, 0, 0, 1, np.nan, 0, 0])
+    after = np.array([1, 0, 1, 1, 1, 1, 0, np.nan])
+    # 6 users defined in both: user 1 lost, users 2 and 3 gained
+    assert turnover(before, after) == {"gained": 2 / 6, "lost": 1 / 6, "n": 6}
+
