@@ -159,18 +159,18 @@ def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
     S = similarity if similarity is not None else swing_similarity(split.negative_matrix(), swing or SwingConfig())
     n = len(examples)
     ctx_neg = [i[f == -1] for i, f in zip(examples["ctx_items"], examples["ctx_fb"])]
-    # one sparse product for all examples: rows = examples, columns = their context (future) negatives
-    Qc = _query(ctx_neg, n, split.n_items)
-    scores = (Qc @ S).tocsr()
+    neighbours = context_neighbours(examples, S, swing_n)
+    # one sparse product for all examples: rows = examples, columns = their future negatives
     fscores = (_query(list(examples["future_neg"]), n, split.n_items) @ S).tocsr() if future_swing_n else None
     if transition_n:
-        tscores = (Qc @ (transitions if transitions is not None else transition_scores(split))).tocsr()
+        T = transitions if transitions is not None else transition_scores(split)
+        tscores = (_query(ctx_neg, n, split.n_items) @ T).tocsr()
     gts, fps, weights = [], [], []
     for r, (fneg, fpos) in enumerate(zip(examples["future_neg"], examples["future_pos"])):
         fneg = np.unique(np.asarray(fneg, dtype=np.int64))
         parts = [(fneg, np.ones(len(fneg)))]
         own = np.unique(ctx_neg[r])
-        parts.append(_top_neighbours(scores, r, own, swing_n))
+        parts.append(neighbours[r])
         if fscores is not None:
             parts.append(_top_neighbours(fscores, r, np.union1d(own, fneg), future_swing_n))
         if transition_n:

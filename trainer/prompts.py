@@ -166,4 +166,3 @@ def warmup_swing(examples, train, items, sid, context: ContextConfig, seed: int 
             continue
         target = int(rng.choice(cand, p=score / score.sum()))
         yield build_context(r.ctx_items, r.ctx_fb, r.ctx_ts, r.t_cut, sid, context), sid(target)
-
