@@ -1,7 +1,7 @@
 """The quality sweep's table: every variant of scripts/quality_sweep, mean ± sd over seeds, paired CIs.
 
     python -m bench.quality_table [--root runs/quality] [--out docs/results/quality_ml100k] [--against shipped]
-                                  [--seeds 0 1 2]
+                                  [--seeds 0 1 2] [--plot docs/img/NAME.png]
 
 Reads ROOT/<variant>/seed_S/{report.json, per_user.npz}, pools the seeds present in every variant, and
 writes OUT.json (machine-readable) and OUT.md (the table for docs/BENCHMARKS.md). Comparisons are paired
@@ -121,12 +121,40 @@ def table(runs: dict, against: str = "", sft_ref: str = "shipped") -> tuple[dict
     return rows, "\n".join(lines + ([""] + notes if notes else []))
 
 
+def plot_turnover(rows: dict, out: Path) -> Path:
+    """Per GRPO variant, the users RL gained (right) and lost (left) against its SFT model, net marked: a
+    picture of how much of RL's movement cancels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n, r in rows.items() if "gained" in r]
+    gained = np.array([rows[n]["gained"] for n in names])
+    lost = np.array([rows[n]["lost"] for n in names])
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.6))
+    y = np.arange(len(names))
+    ax.barh(y, gained, color="tab:green", label="gained (miss → hit)")
+    ax.barh(y, -lost, color="tab:red", label="lost (hit → miss)")
+    ax.scatter(gained - lost, y, color="black", zorder=3, label="net")
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(y, names)
+    ax.set_xlabel("share of test users, FHR@20, against each seed's own SFT-only model")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14 - 0.3 / len(names)), ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", default="runs/quality")
     p.add_argument("--out", default="docs/results/quality_ml100k")
     p.add_argument("--against", default="", help="also compare every variant with this one, paired")
     p.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: every finished one)")
+    p.add_argument("--plot", default="", help="also draw the users each variant gained and lost to this PNG")
     a = p.parse_args(argv)
     runs = collect(Path(a.root), a.seeds)
     if not runs:
@@ -134,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     rows, md = table(runs, a.against)
     write_json_atomic(rows, Path(a.out + ".json"))
     write_text_atomic(md + "\n", Path(a.out + ".md"))
+    if a.plot:
+        plot_turnover(rows, Path(a.plot))
     print(md)
     return 0
 
