@@ -50,8 +50,11 @@ def test_unknown_mode_is_refused():
 
 
 def test_swing_warmup_targets_the_context_negatives_neighbours():
+    from types import SimpleNamespace
+
     import pandas as pd
 
+    from feedback.split import Split, SplitConfig
     from trainer.prompts import warmup_swing
 
     # negatives: users 0-2 disliked items 0 and 1, users 3-4 items 0 and 2; item 3 co-occurs with nothing.
@@ -61,8 +64,8 @@ def test_swing_warmup_targets_the_context_negatives_neighbours():
     ex = pd.DataFrame({"ctx_items": [np.array([0]), np.array([3]), np.array([0, 4])],
                        "ctx_fb": [np.array([-1]), np.array([-1]), np.array([-1, 1])],
                        "ctx_ts": [np.array([0]), np.array([0]), np.array([0, 0])], "t_cut": [DAY] * 3})
-    items = pd.DataFrame({"title": list("abcde")})
-    kw = dict(examples=ex, train=train, items=items, sid=lambda i: f"<{i}>", context=ContextConfig(mode="neg_pos"))
+    split = Split(SimpleNamespace(n_users=6, n_items=5), SplitConfig(), train, pd.DataFrame())
+    kw = dict(examples=ex, split=split, sid=lambda i: f"<{i}>", context=ContextConfig(mode="neg_pos"))
     # top 1: the best neighbour of item 0; the example whose negative has no neighbour gives no pair
     assert list(warmup_swing(top_n=1, **kw)) == [("user disliked: <0> liked: next dislike:", "<1>"),
                                                  ("user disliked: <0> liked: <4> next dislike:", "<1>")]

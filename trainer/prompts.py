@@ -148,20 +148,18 @@ def warmup_multi(examples, sid, context: ContextConfig, seed: int = 0, max_targe
 
 
 @register_task("warmup_swing")
-def warmup_swing(examples, train, items, sid, context: ContextConfig, seed: int = 0, top_n: int = 10, **_
+def warmup_swing(examples, split, sid, context: ContextConfig, seed: int = 0, top_n: int = 10, **_
                  ) -> Iterator[tuple[str, str]]:
     """Context → one Swing neighbour of its negatives (among the `top_n` best by summed Swing score outside the
     context, drawn in proportion to the score). These neighbours are what GRPO's reward counts as hits beside
     the future negatives (reward/ground_truth.py), and where its gain over SFT-only comes from; this teaches
     them by supervision over every example (augmentation, GRID) instead of through 45 RL steps."""
-    from feedback.swing import swing_similarity, user_item_matrix
+    from feedback.swing import swing_similarity
     from reward.ground_truth import context_neighbours
 
-    neg = train[train["fb"] == -1]
-    A = user_item_matrix(neg["uidx"].to_numpy(), neg["iidx"].to_numpy(), int(train["uidx"].max()) + 1, len(items))
     rng = np.random.default_rng(seed)
     for r, (cand, score) in zip(examples.itertuples(index=False),
-                                context_neighbours(examples, swing_similarity(A), top_n)):
+                                context_neighbours(examples, swing_similarity(split.negative_matrix()), top_n)):
         if len(cand) == 0 or score.sum() <= 0:
             continue
         target = int(rng.choice(cand, p=score / score.sum()))

@@ -185,8 +185,8 @@ def build_pairs(cfg: SFTConfig, data, split, index, examples) -> dict[str, list[
     unknown = [t for t in cfg.tasks if t not in TASKS]
     if unknown:
         raise ValueError(f"unknown SFT task(s) {unknown}; registered: {sorted(TASKS)}")
-    kw = dict(items=data.items, train=split.train, examples=examples, sid=index.sid, context=cfg.context,
-              seed=cfg.seed)
+    kw = dict(items=data.items, train=split.train, split=split, examples=examples, sid=index.sid,
+              context=cfg.context, seed=cfg.seed)
     return {t: list(TASKS[t](**kw)) for t in cfg.tasks}
 
 
