@@ -7,6 +7,10 @@ are packed as CSR arrays (indptr + item indices), which is what the reward actor
 through the object store. A GTS may carry a weight per item (`gts_weights`): with
 `weighting="swing_score"`, a future negative weighs 1 and a neighbour its Swing score over the
 example's best neighbour score, so the hit rewards pay most for the strongest collaborative signal.
+With `weighting="inverse_pop"`, every GTS item weighs min(1, √((m + 1) / (c + 1))), c its count of training
+negatives and m the median count of the items that have any: a hit on an item most users dislike pays less,
+one on a rarer item the full reward (square-root inverse propensity, capped so rare items never pay more
+than a plain hit).
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ class GroundTruth:
         return GroundTruth.from_lists(list(df["gts"]), list(df["fps"]), df["next_negative"].to_numpy(), w)
 
 
-WEIGHTINGS = ("flat", "swing_score")
+WEIGHTINGS = ("flat", "swing_score", "inverse_pop")
 
 
 def transition_scores(split: Split, horizon_days: float | None = None) -> sp.csr_matrix:
@@ -144,14 +148,23 @@ def context_neighbours(examples: pd.DataFrame, similarity: sp.csr_matrix, n: int
     return [_top_neighbours(scores, r, np.unique(c), n) for r, c in enumerate(ctx_neg)]
 
 
+def popularity_weights(neg_counts: np.ndarray) -> np.ndarray:
+    """Per item: min(1, √((m + 1) / (c + 1))), c = its training negatives, m = the median c over items with c > 0."""
+    c = np.asarray(neg_counts, dtype=np.float64)
+    m = float(np.median(c[c > 0])) if (c > 0).any() else 0.0
+    return np.minimum(1.0, np.sqrt((m + 1.0) / (c + 1.0))).astype(np.float32)
+
+
 def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
                        swing: SwingConfig | None = None, similarity: sp.csr_matrix | None = None,
                        future_swing_n: int = 0, weighting: str = "flat", transition_n: int = 0,
-                       transitions: sp.csr_matrix | None = None) -> GroundTruth:
+                       transitions: sp.csr_matrix | None = None, neg_counts: np.ndarray | None = None
+                       ) -> GroundTruth:
     """GTS/FPS for every training example (rows of `feedback.split.training_examples`). `similarity`: the
     split's Swing matrix when the caller already has it (examples built in chunks share one).
     `future_swing_n`: Swing neighbours of the example's future negatives also join its GTS. `weighting`:
-    "flat" (no weights) or "swing_score" (see the module docstring). `transition_n`: the items most likely to
+    "flat" (no weights), "swing_score" or "inverse_pop" (see the module docstring; `neg_counts`: the items'
+    training negative counts, from the split when not given). `transition_n`: the items most likely to
     be disliked next after the context negatives (`transition_scores`, passed as `transitions` when built)
     also join the GTS."""
     if weighting not in WEIGHTINGS:
@@ -165,6 +178,8 @@ def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
     if transition_n:
         T = transitions if transitions is not None else transition_scores(split)
         tscores = (_query(ctx_neg, n, split.n_items) @ T).tocsr()
+    if weighting == "inverse_pop":
+        pop_w = popularity_weights(neg_counts if neg_counts is not None else split.train_negative_counts())
     gts, fps, weights = [], [], []
     for r, (fneg, fpos) in enumerate(zip(examples["future_neg"], examples["future_pos"])):
         fneg = np.unique(np.asarray(fneg, dtype=np.int64))
@@ -183,9 +198,11 @@ def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
             wu = np.zeros(len(u))
             np.maximum.at(wu, inv.ravel(), w)
             weights.append(wu.astype(np.float32))
+        elif weighting == "inverse_pop":
+            weights.append(pop_w[u])
         fps.append(np.asarray(fpos, dtype=np.int64))
     return GroundTruth.from_lists(gts, fps, examples["next_negative"].to_numpy(),
-                                  weights if weighting == "swing_score" else None)
+                                  weights if weighting != "flat" else None)
 
 
 def chunked_ground_truth(split: Split, max_context: int, users_per_chunk: int, swing_n: int = 50,

@@ -53,7 +53,9 @@ class RewardConfig:
     (reward.ground_truth.transition_scores), also added to the GTS (0 = none)."""
     gts_weighting: str = "flat"
     """'flat': a hit on any GTS item counts the same; 'swing_score': a future negative weighs 1, a Swing
-    neighbour its score over the example's best neighbour score (hit, rank_hit and future_sim use them)."""
+    neighbour its score over the example's best neighbour score; 'inverse_pop': an item weighs
+    min(1, √((m + 1) / (c + 1))) by its training negatives c (m: their median), so hits on items most users
+    dislike pay less (hit, rank_hit and future_sim use the weights)."""
     num_workers: int = 2
     """Reward actors in the server pool."""
     batch_timeout_s: float = 120.0

@@ -321,6 +321,28 @@ def test_ground_truth_future_neighbours_and_swing_score_weights_by_hand():
         build_ground_truth(ex, split, similarity=S, weighting="rank")
 
 
+def test_inverse_popularity_weights_by_hand():
+    """Training negatives per item [0, 3, 1, 15, 1]: the median over items with any is 2, so an item weighs
+    min(1, √(3 / (c + 1))): 1, √(3/4), 1, √(3/16), 1. The example of the test above has GTS {1, 2, 3}."""
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from reward.ground_truth import popularity_weights
+
+    counts = np.array([0, 3, 1, 15, 1])
+    assert popularity_weights(counts).tolist() == pytest.approx([1.0, 0.75 ** 0.5, 1.0, 0.1875 ** 0.5, 1.0])
+    S = sp.csr_matrix(([0.8, 0.4, 0.5, 0.2], ([0, 0, 1, 1], [2, 3, 3, 4])), shape=(5, 5))
+    ex = pd.DataFrame({"ctx_items": [np.array([0])], "ctx_fb": [np.array([-1])], "future_neg": [np.array([1])],
+                       "future_pos": [np.array([], dtype=int)], "next_negative": [1]})
+    split = type("S", (), {"n_items": 5, "train_negative_counts": lambda self: counts})()
+    gt = build_ground_truth(ex, split, swing_n=2, similarity=S, weighting="inverse_pop")
+    assert gt.gts(0).tolist() == [1, 2, 3]
+    assert gt.weights(0).tolist() == pytest.approx([0.75 ** 0.5, 1.0, 0.1875 ** 0.5])
+    # a full hit on the popular item 3 pays its weight
+    hit = RewardScorer(RewardConfig(terms=[RewardTerm("hit")]), gt, INDEX).score([0], [S3])["score"]
+    assert hit[0] == pytest.approx(0.1875 ** 0.5)
+
+
 def test_transition_scores_by_hand():
     """Negatives (user: item@day), horizon 1 day. u0: 0@0, 1@0.5, 2@3; u1: 0@0, 2@0.5; u2: 1@0. Pairs within the
     horizon: u0 0→1, u1 0→2 (u0's 1→2 is 2.5 days apart). Items 0 and 1 each have 2 users with a negative:
