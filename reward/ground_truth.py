@@ -215,6 +215,8 @@ def chunked_ground_truth(split: Split, max_context: int, users_per_chunk: int, s
     S = similarity if similarity is not None else swing_similarity(split.negative_matrix(), SwingConfig())
     if kw.get("transition_n") and kw.get("transitions") is None:
         kw["transitions"] = transition_scores(split)  # one matrix for every chunk, like Swing's
+    if kw.get("weighting") == "inverse_pop" and kw.get("neg_counts") is None:
+        kw["neg_counts"] = split.train_negative_counts()  # the whole split's counts, once
     for part in user_chunks(split, users_per_chunk):
         ex = training_examples(part, max_context)
         yield ex, build_ground_truth(ex, split, swing_n, similarity=S, **kw)

@@ -258,7 +258,8 @@ def test_ground_truth_from_examples():
     assert np.array_equal(g2.gts_items, gt.gts_items) and np.array_equal(g2.fps_indptr, gt.fps_indptr)
 
 
-def test_ground_truth_in_user_chunks_with_one_swing_matrix_equals_the_whole():
+@pytest.mark.parametrize("weighting", ["swing_score", "inverse_pop"])
+def test_ground_truth_in_user_chunks_with_one_swing_matrix_equals_the_whole(weighting):
     """The data path at catalogue scale builds examples and their ground truth a chunk of users at a time,
     sharing one Swing matrix (`chunked_ground_truth`, what `conrec data split` writes): the chunks,
     concatenated in order, are the whole-split result."""
@@ -268,8 +269,8 @@ def test_ground_truth_in_user_chunks_with_one_swing_matrix_equals_the_whole():
 
     split = make_split(load("synthetic:users=60,items=80,days=20,seed=3"))
     ex = training_examples(split, max_context=10)
-    whole = build_ground_truth(ex, split, swing_n=7, future_swing_n=3, weighting="swing_score", transition_n=4)
-    parts = list(chunked_ground_truth(split, 10, 7, swing_n=7, future_swing_n=3, weighting="swing_score",
+    whole = build_ground_truth(ex, split, swing_n=7, future_swing_n=3, weighting=weighting, transition_n=4)
+    parts = list(chunked_ground_truth(split, 10, 7, swing_n=7, future_swing_n=3, weighting=weighting,
                                       transition_n=4))
     assert len(parts) >= 5 and sum(len(e) for e, _ in parts) == len(ex)
     assert [int(u) for e, _ in parts for u in e["uidx"]] == ex["uidx"].tolist()
