@@ -35,6 +35,25 @@ def test_positive_advantages_by_hand():
     assert torch.equal(adv[:, 0], adv[:, 1])
 
 
+def test_tree_advantages_by_hand():
+    # group p: 4 two-level codes + EOS (9); only [1, 2] is a hit. Values: root 0.25, [1] 0.5, [4] 0, leaves = r.
+    # Unbiased std of [1, 0, 0, 0] = 0.5, completion length 3 → each V(child) − V(parent) is scaled by 3 / 0.5 = 6.
+    comps = [[1, 2, 9], [1, 3, 9], [4, 5, 9], [4, 6, 9], [7, 9], [8, 9]]
+    mask = torch.tensor([[1, 1, 1]] * 4 + [[1, 1, 0]] * 2)
+    adv = advantages(np.array([1.0, 0, 0, 0, 2.0, 2.0]), mask, ["p"] * 4 + ["q"] * 2,
+                     AlgoConfig(adv_estimator="tree_grpo"), comps)
+    expected = [[1.5, 3, 0], [1.5, -3, 0], [-1.5, 0, 0], [-1.5, 0, 0], [0, 0, 0], [0, 0, 0]]
+    np.testing.assert_allclose(adv.numpy(), expected, atol=1e-4)
+    # a row's advantages sum to GRPO's, which puts (r − mean) / std on each of its 3 tokens
+    grpo = advantages(np.array([1.0, 0, 0, 0, 2.0, 2.0]), mask, ["p"] * 4 + ["q"] * 2, AlgoConfig())
+    np.testing.assert_allclose(adv[:4].sum(1).numpy(), grpo[:4].sum(1).numpy(), atol=1e-4)
+    # the miss under the hit's first code is credited for that code (+1.5) and blamed for its second (−3);
+    # GRPO blames both (−0.5 each)
+    assert grpo[1, 0] < 0 < adv[1, 0]
+    with pytest.raises(ValueError, match="needs the completions"):
+        advantages(np.ones(6), mask, ["p"] * 4 + ["q"] * 2, AlgoConfig(adv_estimator="tree_grpo"))
+
+
 def test_confident_groups_by_hand():
     # 4 groups of 3. g0: the most likely row (lp -0.1) has the best reward → confident.
     # g1: the best reward sits on the least likely row → uncertain at k=1, and at k=2 too.

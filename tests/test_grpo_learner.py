@@ -115,15 +115,22 @@ for name, first in (("confident", -0.1), ("uncertain", -9.0)):
     b = StepBatch(ids, batch.prompt_ids, comps, lps * len(ids), G, 1.0, rewards=rewards, targets=targets)
     m = learner.update(b)
     gate[name] = [m["actor/pg_gated_share"], learner.grad_norms[-1]]
+# tree credit: rows that are one code (a sampled group may repeat one) share every node, so they get no
+# advantage whatever their rewards; distinct codes get a gradient
+learner.cfg.pg_gate_top_k, learner.cfg.algo.adv_estimator = 0, "tree_grpo"
+tree = {}
+for name, cs in (("same", [toks(0)] * len(comps)), ("distinct", comps)):
+    learner.update(StepBatch(ids, batch.prompt_ids, cs, None, G, 1.0, rewards=rewards))
+    tree[name] = learner.grad_norms[-1]
 learner.set_lr(1e-5)
-print(json.dumps({"nll": nll, "lr": learner.engine.get_lr(), "gate": gate}))
+print(json.dumps({"nll": nll, "lr": learner.engine.get_lr(), "gate": gate, "tree": tree}))
 """
 
 
 def test_nll_anchoring_and_set_lr(tmp_path):
     """With equal rewards (no policy gradient) and no KL, the NLL term alone trains the targets; the
     curriculum's learning-rate change reaches the optimizer; `pg_gate_top_k` zeroes the advantages of the
-    groups whose most likely sample already has the best reward."""
+    groups whose most likely sample already has the best reward; `tree_grpo` gives repeated codes no credit."""
     proc = subprocess.run([sys.executable, "-c", NLL_CODE, str(tmp_path), "synthetic:users=40,items=40,days=20,seed=3",
                            "400"], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
@@ -134,6 +141,7 @@ def test_nll_anchoring_and_set_lr(tmp_path):
     # a group the policy already ranks right gets no policy gradient; an uncertain one keeps it
     assert out["gate"]["confident"] == [1.0, 0.0], out["gate"]
     assert out["gate"]["uncertain"][0] == 0.0 and out["gate"]["uncertain"][1] > 0.0, out["gate"]
+    assert out["tree"]["same"] == 0.0 and out["tree"]["distinct"] > 0.0, out["tree"]
 
 
 PAD_CODE = SETUP + r"""

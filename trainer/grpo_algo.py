@@ -19,7 +19,8 @@ import torch
 @dataclass
 class AlgoConfig:
     adv_estimator: str = "grpo"
-    """Any advantage estimator registered in verl (grpo, rloo, …), or ours: `grpo_positive` (below)."""
+    """Any advantage estimator registered in verl (grpo, rloo, …), or ours: `grpo_positive` and `tree_grpo`
+    (below)."""
     norm_adv_by_std: bool = True
     """GRPO: divide by the group std (False gives Dr.GRPO-style mean-centering)."""
     policy_loss: str = "vanilla"
@@ -58,13 +59,56 @@ def registered() -> tuple[list[str], list[str]]:
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
 
     _register_estimators()
-    return sorted(ADV_ESTIMATOR_REGISTRY), sorted(POLICY_LOSS_REGISTRY)
+    return sorted([*ADV_ESTIMATOR_REGISTRY, "tree_grpo"]), sorted(POLICY_LOSS_REGISTRY)
 
 
-def advantages(rewards: np.ndarray, response_mask: torch.Tensor, group_ids, cfg: AlgoConfig) -> torch.Tensor:
-    """Token-level advantages [N, T] from sequence rewards [N] and the rollouts' group ids."""
+def tree_advantages(rewards: np.ndarray, completions: list[list[int]], group_ids, T: int,
+                    norm_by_std: bool = True, epsilon: float = 1e-6) -> torch.Tensor:
+    """Token-level advantages [N, T] credited along each group's prefix tree of completions.
+
+    A group's completions (SID tokens + EOS) form a tree; a node's value is the mean reward of the group's rows
+    under it. The token that moves row i from prefix p to child q gets V(q) − V(p): a level-2 code is judged
+    against the other level-2 codes under the same level-1 code, not against the whole group, and a token every
+    row under p shares (a level with one child, the EOS) gets 0. The row's advantages telescope to GRPO's
+    r_i − mean_group; they are divided by the group's std as GRPO's are and multiplied by the completion's length,
+    so a row's advantages sum to what GRPO spreads evenly over its tokens (the same step size, redistributed).
+    The idea is the sibling-relative / tree-redistributed advantage of V-STAR (arXiv 2602.10699) and TreeAdv
+    (arXiv 2601.03703); with beam groups many rows share their first codes, and sequence-level GRPO credits a
+    shared prefix with the sum of its rows' advantages while every deeper token inherits the prefix's credit."""
+    r = np.asarray(rewards, dtype=np.float64)
+    gid = np.asarray(group_ids)
+    if len(r) != len(completions) or len(gid) != len(r):
+        raise ValueError(f"tree_advantages: {len(r)} rewards, {len(completions)} completions, {len(gid)} group ids")
+    adv = torch.zeros(len(r), T, dtype=torch.float32)
+    for g in np.unique(gid):
+        rows = np.flatnonzero(gid == g)
+        sums: dict[tuple, float] = {}
+        counts: dict[tuple, int] = {}
+        for i in rows:
+            c = completions[i]
+            for t in range(len(c) + 1):
+                key = tuple(c[:t])
+                sums[key] = sums.get(key, 0.0) + r[i]
+                counts[key] = counts.get(key, 0) + 1
+        std = float(np.std(r[rows], ddof=1)) if len(rows) > 1 else 1.0
+        scale = 1.0 / (std + epsilon) if norm_by_std else 1.0
+        for i in rows:
+            c = completions[i]
+            v = [sums[tuple(c[:t])] / counts[tuple(c[:t])] for t in range(len(c) + 1)]
+            adv[i, :len(c)] = torch.tensor([(v[t + 1] - v[t]) * scale * len(c) for t in range(len(c))])
+    return adv
+
+
+def advantages(rewards: np.ndarray, response_mask: torch.Tensor, group_ids, cfg: AlgoConfig,
+               completions: list[list[int]] | None = None) -> torch.Tensor:
+    """Token-level advantages [N, T] from sequence rewards [N] and the rollouts' group ids (`tree_grpo` also
+    needs the completions)."""
     from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
+    if cfg.adv_estimator == "tree_grpo":
+        if completions is None:
+            raise ValueError("adv_estimator=tree_grpo needs the completions' token ids")
+        return tree_advantages(rewards, completions, group_ids, response_mask.shape[1], cfg.norm_adv_by_std)
     _register_estimators()
     token_rewards = torch.zeros_like(response_mask, dtype=torch.float32)
     last = (response_mask.cumsum(-1) == response_mask.sum(-1, keepdim=True)) & (response_mask > 0)

@@ -115,7 +115,7 @@ class GRPOLearner:
         if n == 0:
             raise ValueError(f"learner rank {self.rank}: empty batch shard (give every rank at least one prompt)")
         resp, rmask, allowed = self._responses(b.completions)
-        adv = advantages(b.rewards, rmask, b.row_group(), self.cfg.algo)
+        adv = advantages(b.rewards, rmask, b.row_group(), self.cfg.algo, b.completions)
         metrics: dict[str, float] = {}
         if self.cfg.pg_gate_top_k > 0:
             if b.engine_logprobs is None:
