@@ -36,6 +36,10 @@ class AlgoConfig:
     """β; the curriculum may set it per stage."""
 
 
+TREE_GRPO = "tree_grpo"
+"""Our estimator computed beside verl's registry: it needs the completions' tokens, which verl's signature lacks."""
+
+
 def _register_estimators() -> None:
     """Our advantage estimators, in verl's registry beside its own (so `adv_estimator` names either)."""
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, register_adv_est
@@ -59,7 +63,7 @@ def registered() -> tuple[list[str], list[str]]:
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
 
     _register_estimators()
-    return sorted([*ADV_ESTIMATOR_REGISTRY, "tree_grpo"]), sorted(POLICY_LOSS_REGISTRY)
+    return sorted([*ADV_ESTIMATOR_REGISTRY, TREE_GRPO]), sorted(POLICY_LOSS_REGISTRY)
 
 
 def tree_advantages(rewards: np.ndarray, completions: list[list[int]], group_ids, T: int,
@@ -82,20 +86,16 @@ def tree_advantages(rewards: np.ndarray, completions: list[list[int]], group_ids
     adv = torch.zeros(len(r), T, dtype=torch.float32)
     for g in np.unique(gid):
         rows = np.flatnonzero(gid == g)
-        sums: dict[tuple, float] = {}
-        counts: dict[tuple, int] = {}
+        under: dict[tuple, list[float]] = {}  # node (a prefix) → rewards of the group's rows under it
         for i in rows:
-            c = completions[i]
-            for t in range(len(c) + 1):
-                key = tuple(c[:t])
-                sums[key] = sums.get(key, 0.0) + r[i]
-                counts[key] = counts.get(key, 0) + 1
+            for t in range(len(completions[i]) + 1):
+                under.setdefault(tuple(completions[i][:t]), []).append(r[i])
         std = float(np.std(r[rows], ddof=1)) if len(rows) > 1 else 1.0
         scale = 1.0 / (std + epsilon) if norm_by_std else 1.0
         for i in rows:
             c = completions[i]
-            v = [sums[tuple(c[:t])] / counts[tuple(c[:t])] for t in range(len(c) + 1)]
-            adv[i, :len(c)] = torch.tensor([(v[t + 1] - v[t]) * scale * len(c) for t in range(len(c))])
+            v = np.array([np.mean(under[tuple(c[:t])]) for t in range(len(c) + 1)])
+            adv[i, :len(c)] = torch.as_tensor(np.diff(v) * scale * len(c), dtype=torch.float32)
     return adv
 
 
@@ -105,7 +105,7 @@ def advantages(rewards: np.ndarray, response_mask: torch.Tensor, group_ids, cfg:
     needs the completions)."""
     from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
-    if cfg.adv_estimator == "tree_grpo":
+    if cfg.adv_estimator == TREE_GRPO:
         if completions is None:
             raise ValueError("adv_estimator=tree_grpo needs the completions' token ids")
         return tree_advantages(rewards, completions, group_ids, response_mask.shape[1], cfg.norm_adv_by_std)
