@@ -208,8 +208,34 @@ class Driver:
                           g.sampling.n, g.sampling.temperature)
         with marked_timer("timing/reward", timing):
             rew = self.reward.score(batch.row_example_ids(), batch.completions, batch.group_size)
-        batch.rewards, batch.reward_terms = rew["score"], rew["terms"]
+            batch.rewards, batch.reward_terms = rew["score"], rew["terms"]
+            if g.inject_target:
+                rew["metrics"]["rollout/injected_groups"] = self._inject_targets(batch)
         return batch, rew
+
+    def _inject_targets(self, batch: StepBatch) -> float:
+        """`grpo.inject_target`: in each group where a future negative of its example, in place of the last row,
+        would score above every drawn row, it takes that row, and the group keeps the trial's rewards (a group
+        reward such as rank_hit's depends on the whole group). In place; returns the share of groups changed."""
+        G, P = batch.group_size, batch.n_groups
+        last = np.arange(P) * G + G - 1
+        trial = StepBatch(batch.example_ids, batch.prompt_ids, list(batch.completions), None, G)
+        for r, t in zip(last, self._targets(batch.example_ids)):
+            trial.completions[r] = t
+        rew = self.reward.score(trial.row_example_ids(), trial.completions, G)
+        inj = rew["score"][last] > batch.rewards.reshape(P, G).max(1) + 1e-8
+        rows = (np.flatnonzero(inj)[:, None] * G + np.arange(G)).ravel()
+        batch.rewards = batch.rewards.copy()
+        batch.rewards[rows] = rew["score"][rows]
+        for k, v in rew["terms"].items():
+            if k in batch.reward_terms:
+                batch.reward_terms[k] = batch.reward_terms[k].copy()
+                batch.reward_terms[k][rows] = v[rows]
+        for r in last[inj]:
+            batch.completions[r] = trial.completions[r]
+            if batch.engine_logprobs is not None:
+                batch.engine_logprobs[r] = None
+        return float(inj.mean())
 
     def _targets(self, ids: np.ndarray) -> list[list[int]]:
         """Per example, the token ids of one of its future negatives (SID tokens + EOS), for NLL anchoring;

@@ -75,6 +75,12 @@ class GRPOConfig:
     step with fresh prompts; the dropped share is logged as rollout/dropped_groups."""
     dynamic_sampling_rounds: int = 2
     """Extra generation rounds a step may spend refilling dropped groups."""
+    inject_target: bool = False
+    """Off-policy guidance (LUFFY) for groups where the policy found nothing: when a future negative of the
+    example, put in place of the group's last row, would score above every row the engine drew, it replaces
+    that row and the group is scored again. The group then holds a hit, so GRPO pulls the known answer up
+    and the drawn items down, instead of dropping the group (dynamic sampling) or learning nothing from it.
+    The injected row has no engine log-probs; its ratio is taken against the learner's own (on-policy) ones."""
     sync_transport: str = "collective"
     """How weights reach the engines: 'collective' (a broadcast group of learner rank 0 + the engines:
     NCCL on GPUs, gloo on CPU; 2-3x faster than the object store from 6M parameters up, bench.weight_sync)

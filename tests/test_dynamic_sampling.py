@@ -5,6 +5,7 @@ deterministic stand-ins (the real ones run in tests/test_run.py)."""
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from cluster.driver import Driver
 from cluster.run_config import RunConfig
@@ -63,3 +64,37 @@ def test_dynamic_sampling_tops_up_to_one_group_per_learner_rank():
     d.cfg.topology.learner_ranks = 3
     batch, _, _ = d._rollout_groups(np.array([0, 2]), ContextConfig(mode="neg_all"), {})
     assert batch.n_groups >= 3 and len(batch) == 4 * batch.n_groups
+
+
+
+class _TargetReward:
+    """A stand-in scorer for `grpo.inject_target`: the target's tokens [9, 9] score 2; a drawn row scores 3 in
+    examples whose id is a multiple of 3 (the policy already beat the target there), else `drawn`."""
+
+    def __init__(self, drawn: float):
+        self.drawn = drawn
+
+    def score(self, sample_ids, outputs, group_size=1):
+        ids = np.asarray(sample_ids)
+        is_target = np.array([list(o) == [9, 9] for o in outputs])
+        score = np.where(is_target, 2.0, np.where(ids % 3 == 0, 3.0, self.drawn))
+        return {"score": score, "terms": {"target": is_target.astype(float)}, "metrics": {}}
+
+
+@pytest.mark.parametrize("drawn", [2.0, 0.5])
+def test_inject_target_takes_the_last_row_where_the_target_beats_every_drawn_row(drawn):
+    d = _driver(False)
+    d.reward, d.cfg.grpo.inject_target = _TargetReward(drawn), True
+    d._targets = lambda ids: [[9, 9]] * len(ids)
+    batch, rew, _ = d._rollout_groups(np.arange(6), ContextConfig(mode="neg_all"), {})
+    r = batch.rewards.reshape(6, 4)
+    changed = [g for g in range(6) if batch.completions[g * 4 + 3] == [9, 9]]
+    if drawn >= 2.0:  # a drawn row as good as the target: nothing to guide
+        assert changed == [] and rew["metrics"]["rollout/injected_groups"] == 0.0
+        assert batch.reward_terms["target"].sum() == 0
+        return
+    assert changed == [1, 2, 4, 5] and rew["metrics"]["rollout/injected_groups"] == pytest.approx(4 / 6)
+    assert r[1].tolist() == [0.5, 0.5, 0.5, 2.0] and r[0].tolist() == [3.0] * 4 and r[3].tolist() == [3.0] * 4
+    assert batch.reward_terms["target"].reshape(6, 4)[:, 3].tolist() == [0, 1, 1, 0, 1, 1]
+    assert all(batch.engine_logprobs[g * 4 + 3] is None for g in changed)
+    assert batch.engine_logprobs[3] == [0.0, 0.0] and batch.completions[3] == [1, 2]  # group 0 untouched

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT
@@ -115,6 +116,11 @@ for name, first in (("confident", -0.1), ("uncertain", -9.0)):
     b = StepBatch(ids, batch.prompt_ids, comps, lps * len(ids), G, 1.0, rewards=rewards, targets=targets)
     m = learner.update(b)
     gate[name] = [m["actor/pg_gated_share"], learner.grad_norms[-1]]
+# an injected target (grpo.inject_target) has no engine log-probs: never counted among the most likely rows,
+# and left out of the engine-vs-learner comparison
+lps = [None] + [[-1.0, 0.0]] * (G - 1)
+m = learner.update(StepBatch(ids, batch.prompt_ids, comps, lps * len(ids), G, 1.0, rewards=rewards))
+gate["injected"] = [m["actor/pg_gated_share"], learner.grad_norms[-1], m["rollout/logprob_abs_diff"]]
 # tree credit: rows that are one code (a sampled group may repeat one) share every node, so they get no
 # advantage whatever their rewards; distinct codes get a gradient
 learner.cfg.pg_gate_top_k, learner.cfg.algo.adv_estimator = 0, "tree_grpo"
@@ -130,7 +136,8 @@ print(json.dumps({"nll": nll, "lr": learner.engine.get_lr(), "gate": gate, "tree
 def test_nll_anchoring_and_set_lr(tmp_path):
     """With equal rewards (no policy gradient) and no KL, the NLL term alone trains the targets; the
     curriculum's learning-rate change reaches the optimizer; `pg_gate_top_k` zeroes the advantages of the
-    groups whose most likely sample already has the best reward; `tree_grpo` gives repeated codes no credit."""
+    groups whose most likely sample already has the best reward (an injected row is never the most likely);
+    `tree_grpo` gives repeated codes no credit."""
     proc = subprocess.run([sys.executable, "-c", NLL_CODE, str(tmp_path), "synthetic:users=40,items=40,days=20,seed=3",
                            "400"], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
@@ -141,6 +148,8 @@ def test_nll_anchoring_and_set_lr(tmp_path):
     # a group the policy already ranks right gets no policy gradient; an uncertain one keeps it
     assert out["gate"]["confident"] == [1.0, 0.0], out["gate"]
     assert out["gate"]["uncertain"][0] == 0.0 and out["gate"]["uncertain"][1] > 0.0, out["gate"]
+    inj = out["gate"]["injected"]
+    assert inj[0] == 0.0 and inj[1] > 0.0 and np.isfinite(inj[2]), out["gate"]
     assert out["tree"]["same"] == 0.0 and out["tree"]["distinct"] > 0.0, out["tree"]
 
 

@@ -22,8 +22,9 @@ class StepBatch:
     """[P] each group's prompt, as token ids."""
     completions: list[list[int]]
     """[P·G] SID tokens + EOS."""
-    engine_logprobs: list[list[float]] | None
-    """[P·G] per completion token, the engine's log-prob (None: not known, e.g. a synthetic batch)."""
+    engine_logprobs: list[list[float] | None] | None
+    """[P·G] per completion token, the engine's log-prob (None: not known, e.g. a synthetic batch; a row's
+    None: the engine did not draw that row, e.g. a target injected by `grpo.inject_target`)."""
     group_size: int
     temperature: float = 1.0
     """The sampling temperature the engine's (and so the learner's) constrained distribution used."""

@@ -121,7 +121,8 @@ class GRPOLearner:
             if b.engine_logprobs is None:
                 raise ValueError("grpo.learner.pg_gate_top_k needs the engine's log-probs in the batch; set it to 0 "
                                  "for batches without them")
-            seq = np.array([sum(lps) for lps in b.engine_logprobs])
+            # a row the engine did not draw (an injected target) is never among the policy's most likely
+            seq = np.array([sum(lps) if lps is not None else -np.inf for lps in b.engine_logprobs])
             gated = confident_groups(b.rewards, seq, b.group_size, self.cfg.pg_gate_top_k)
             adv = adv * torch.as_tensor(~gated[b.row_group()], dtype=adv.dtype).unsqueeze(-1)
             metrics["actor/pg_gated_share"] = float(gated.mean())
@@ -162,10 +163,13 @@ class GRPOLearner:
                 continue
             m["actor/entropy"] = float((ent * mask).sum() / mask.sum().clamp(min=1))
             if b.engine_logprobs is not None:
-                eng = torch.zeros_like(old)
+                eng, drawn = torch.zeros_like(old), torch.zeros_like(mask)
                 for r, lps in enumerate(b.engine_logprobs[sl]):
-                    eng[r, :len(lps)] = torch.tensor(lps[:eng.shape[1]])
-                m["rollout/logprob_abs_diff"] = float(((eng - old).abs() * mask).sum() / mask.sum().clamp(min=1))
+                    if lps is not None:  # injected rows have no engine log-probs to compare
+                        eng[r, :len(lps)] = torch.tensor(lps[:eng.shape[1]])
+                        drawn[r] = 1.0
+                dm = mask * drawn
+                m["rollout/logprob_abs_diff"] = float(((eng - old).abs() * dm).sum() / dm.sum().clamp(min=1))
             for k, v in m.items():
                 metrics[k] = metrics.get(k, 0.0) + v / real
         self.step += 1
