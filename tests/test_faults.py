@@ -203,7 +203,7 @@ def test_sigterm_while_an_actor_call_never_returns_stops_with_one_line(reference
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-# 5 s is the delay that caught the orphaned agents; 2 s (inside ray.init on this machine) runs with -m slow
+# 5 s is the delay that caught the orphaned agents (commit 28abc71); the 2 s case runs with -m slow
 @pytest.mark.parametrize("delay", [pytest.param(2.0, marks=pytest.mark.slow), 5.0])
 def test_ctrl_c_while_ray_starts_leaves_no_process(reference, tmp_path, delay):
     """Ctrl-C soon after GRPO begins lands in `ray.init` or the actors' start: Ray does not yet know its
