@@ -4,43 +4,32 @@ One uninterrupted tiny run is the reference. Against it:
 - a run in which a rollout actor (once generating, once receiving weights), a reward actor and a
   learner rank are killed mid-step (os._exit in the actor process) finishes with the same model, bit
   for bit, and counts the restarts;
-- a run whose driver is SIGKILLed after a checkpoint and continued with `--resume` finishes with the
-  same model and metrics, bit for bit, although the continuation sends its weights to the engines
-  through Ray's object store in small buckets (checked after every sync) instead of the default
-  collective broadcast group: one run checks both resume and that the two transports agree;
-- a run SIGTERMed mid-GRPO, after a second `--resume` into its directory was refused, stops with one
-  line and no process left behind, and `--resume` then finishes with the same model, bit for bit.
-The runs share the reference's SIDs and SFT model (copied in; the pipeline skips finished stages).
+- a run stopped twice finishes with the same model and metrics, bit for bit: SIGTERMed mid-GRPO (after a
+  second `--resume` into its directory was refused) it stops with one line and no process left behind;
+  continued, its driver is SIGKILLed after a checkpoint; continued again, it sends its weights to the
+  engines through Ray's object store in small buckets (checked after every sync) instead of the default
+  collective broadcast group: one run checks both kinds of stop, resume, and that the two transports agree.
+The reference is the session's tiny run (tests/conftest.py `tiny_run`); the runs here start from its SIDs
+and SFT model (copied in; the pipeline skips finished stages).
 """
 
 import hashlib
 import json
 import os
-import shutil
+import re
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 from cluster.run_lock import LOCK_NAME
-from tests.conftest import ROOT
+from tests.conftest import ROOT, conrec_cmd, seeded_from
 
 pytestmark = pytest.mark.stack
 
-ARGS = ["data=synthetic:users=120,items=100,days=30,seed=1", "sid.encoder.text_encoder=hashing",
-        "sid.rqvae.epochs=10", "sid.rqvae.codebook_size=16", "sft.epochs=1", "sft.model.tiny.hidden_size=64",
-        "sft.model.tiny.num_hidden_layers=1", "sft.model.tiny.num_attention_heads=2",
-        "sft.model.tiny.num_key_value_heads=2", "grpo.val_users=20", "grpo.prompts_per_step=4",
-        "grpo.save_every=1", "topology.rollout_actors=2", "topology.learner_ranks=2",
-        "curriculum.stages=[{name: neg_all, context_mode: neg_all, steps: 2},"
-        "{name: neg_pos, context_mode: neg_pos, steps: 2}]"]
-
-
 def cmd(run, *extra):
-    return [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"),
-            f"run_dir={run}", *ARGS, *extra]
+    return conrec_cmd(run, *extra)
 
 
 def digest(run) -> str:
@@ -56,20 +45,9 @@ def learning_signal(rows) -> list:
     return [(r["step"], r["reward/mean"], r["actor/loss"], r.get("actor/kl")) for r in rows]
 
 
-def seeded_from(ref, run):
-    """A new run dir holding the reference's finished SID and SFT stages."""
-    run.mkdir()
-    shutil.copytree(ref / "sid", run / "sid")
-    shutil.copytree(ref / "sft" / "final", run / "sft" / "final")
-    return run
-
-
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    run = tmp_path_factory.mktemp("faults") / "ref"
-    p = subprocess.run(cmd(run), cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert p.returncode == 0, p.stderr[-5000:]
-    return run
+def reference(tiny_run):
+    return tiny_run[0]
 
 
 def test_actor_faults_are_survived_without_changing_the_result(reference, tmp_path):
@@ -86,37 +64,12 @@ def test_actor_faults_are_survived_without_changing_the_result(reference, tmp_pa
     for msg in ("died at step", "died during weight sync", "reward actor", "rebuilding the learner group"):
         assert msg in p.stderr, msg
     rows = steps(run)
-    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # the replayed step is logged once
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]  # the replayed step is logged once
     assert rows[-1]["fault/rollout_restarts"] == 2 and rows[-1]["fault/learner_restarts"] == 1
     assert rows[-1]["fault/reward_restarts"] == 1
     assert json.loads((run / "report.json").read_text())["faults"]["fault/learner_restarts"] == 1
     assert learning_signal(rows) == learning_signal(steps(reference))
     assert digest(run) == digest(reference)
-
-
-def test_killed_driver_resumes_to_the_same_model(reference, tmp_path):
-    run = seeded_from(reference, tmp_path / "killed")
-    proc = subprocess.Popen(cmd(run, "--resume"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    target = run / "grpo" / "checkpoints" / "step_000002" / "manifest.json"
-    deadline = time.time() + 600
-    while not target.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert target.exists(), proc.communicate()[1][-3000:] if proc.poll() is not None else "no checkpoint in time"
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started, without warning
-    proc.wait()
-    assert not (run / "report.json").exists()
-    object_store = ("grpo.sync_transport=object_store", "grpo.sync_bucket_mb=0.05", "grpo.verify_sync_every=1")
-    p = subprocess.run(cmd(run, "--resume", *object_store), cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert p.returncode == 0, p.stderr[-5000:]
-    assert "resumed GRPO from" in p.stderr
-    rows = steps(run)
-    assert [r["step"] for r in rows] == [1, 2, 3, 4]
-    assert all(r["sync/verified"] == 1.0 and r["sync/buckets"] > 3 for r in rows[2:])  # the continuation's syncs
-    assert learning_signal(rows) == learning_signal(steps(reference))
-    assert digest(run) == digest(reference)
-    ref, got = (json.loads((r / "report.json").read_text())["results"] for r in (reference, run))
-    assert got == ref
 
 
 def _session_members(sid: int) -> list[str]:
@@ -142,23 +95,31 @@ def _assert_session_ends(sid: int, within_s: float = 30) -> None:
     assert not left, f"processes outlived the driver: {left}"
 
 
-def test_terminated_run_holds_its_dir_and_resumes_to_the_same_model(reference, tmp_path):
-    run, err = seeded_from(reference, tmp_path / "terminated"), tmp_path / "stderr.txt"
+def _latest_step(run) -> int:
+    return int((run / "grpo" / "checkpoints" / "latest").read_text().strip().split("_")[1])
+
+
+def _wait_for(path, proc, err, timeout=600):
+    deadline = time.time() + timeout
+    while not path.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert path.exists(), err.read_text()[-3000:]
+
+
+def test_run_stopped_twice_resumes_to_the_same_model(reference, tmp_path):
+    run, err = seeded_from(reference, tmp_path / "stopped"), tmp_path / "stderr.txt"
+    ck = run / "grpo" / "checkpoints"
+    # 1. SIGTERM mid-GRPO, as a scheduler or `kill` would send it to the driver only; meanwhile the directory
+    #    is held: a second `--resume` into it is refused
     with open(err, "w") as f:
         proc = subprocess.Popen(cmd(run, "--resume"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=f,
                                 start_new_session=True)
     try:
-        def wait_for(path):
-            deadline = time.time() + 600
-            while not path.exists() and proc.poll() is None and time.time() < deadline:
-                time.sleep(0.1)
-            assert path.exists(), err.read_text()[-3000:]
-
-        wait_for(run / LOCK_NAME)
+        _wait_for(run / LOCK_NAME, proc, err)
         second = subprocess.run(cmd(run, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert second.returncode == 2 and f"is in use by PID {proc.pid}" in second.stderr, second.stderr[-2000:]
-        wait_for(run / "grpo" / "checkpoints" / "step_000001" / "manifest.json")  # mid-GRPO, Ray and actors up
-        proc.send_signal(signal.SIGTERM)  # the driver only, as a scheduler or `kill` would
+        _wait_for(ck / "step_000001" / "manifest.json", proc, err)  # mid-GRPO, Ray and actors up
+        proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 143, err.read_text()[-3000:]
         _assert_session_ends(proc.pid)
         text = err.read_text()
@@ -167,11 +128,36 @@ def test_terminated_run_holds_its_dir_and_resumes_to_the_same_model(reference, t
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    p = subprocess.run(cmd(run, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    # 2. continued, then SIGKILLed with everything it started, without warning, after its first new checkpoint
+    first = _latest_step(run)
+    assert first < 4, first  # the reference has 6 steps: room for two more stops
+    with open(err, "w") as f:
+        proc = subprocess.Popen(cmd(run, "--resume"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=f,
+                                start_new_session=True)
+    try:
+        _wait_for(ck / f"step_{first + 1:06d}" / "manifest.json", proc, err)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert "resumed GRPO from" in err.read_text()
+    assert not (run / "report.json").exists()
+    # 3. continued to the end, its weights reaching the engines through the object store, verified every sync
+    object_store = ("grpo.sync_transport=object_store", "grpo.sync_bucket_mb=0.05", "grpo.verify_sync_every=1")
+    p = subprocess.run(cmd(run, "--resume", *object_store), cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-5000:]
-    assert "resumed GRPO from" in p.stderr
-    assert learning_signal(steps(run)) == learning_signal(steps(reference))
+    resumed = re.search(r"resumed GRPO from \S+: step (\d+)", p.stderr)
+    assert resumed, p.stderr[-3000:]
+    second = int(resumed.group(1))
+    rows = steps(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]  # each step logged once across the three drivers
+    tail = [r for r in rows if r["step"] > second]
+    assert tail and all(r["sync/verified"] == 1.0 and r["sync/buckets"] > 3 for r in tail)
+    assert learning_signal(rows) == learning_signal(steps(reference))
     assert digest(run) == digest(reference)
+    ref, got = (json.loads((r / "report.json").read_text())["results"] for r in (reference, run))
+    assert got == ref
 
 
 def test_sigterm_while_an_actor_call_never_returns_stops_with_one_line(reference, tmp_path):

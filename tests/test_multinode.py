@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from common.net import free_port
-from tests.conftest import ROOT
-from tests.test_faults import ARGS
+from tests.conftest import ROOT, TINY_ARGS, TINY_GRPO, seeded_from
+
+ARGS = [*TINY_ARGS, *TINY_GRPO]
 
 pytestmark = pytest.mark.stack
 
@@ -58,10 +58,10 @@ def actors(c, cls: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def spread_run(cluster, tmp_path_factory):
+def spread_run(cluster, tiny_run, tmp_path_factory):
     c, _ = cluster
-    run = tmp_path_factory.mktemp("multinode") / "spread"
-    p = conrec(run, c.address, "topology.rollout_actors=1", "topology.learner_ranks=2",
+    run = seeded_from(tiny_run[0], tmp_path_factory.mktemp("multinode") / "spread")
+    p = conrec(run, c.address, "--resume", "topology.rollout_actors=1", "topology.learner_ranks=2",
                "topology.placement_strategy=STRICT_SPREAD")
     assert p.returncode == 0, p.stderr[-5000:]
     return run, p
@@ -82,7 +82,7 @@ def test_strict_spread_puts_each_bundle_on_its_own_node(cluster, spread_run):
 
 def test_placement_the_nodes_cannot_meet_fails_in_time_naming_what_is_missing(cluster, spread_run, tmp_path):
     c, _ = cluster
-    run = seeded(spread_run[0], tmp_path / "too_wide")
+    run = seeded_from(spread_run[0], tmp_path / "too_wide")
     p = conrec(run, c.address, "--resume", "topology.rollout_actors=2", "topology.learner_ranks=2",
                "topology.placement_strategy=STRICT_SPREAD", "topology.placement_timeout_s=10", timeout=300)
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-3000:]
@@ -92,13 +92,6 @@ def test_placement_the_nodes_cannot_meet_fails_in_time_naming_what_is_missing(cl
     while any(a["State"] == "ALIVE" for a in c.global_state.actor_table(None).values()) and time.time() < deadline:
         time.sleep(1)
     assert not any(a["State"] == "ALIVE" for a in c.global_state.actor_table(None).values())
-
-
-def seeded(src, run):
-    run.mkdir()
-    shutil.copytree(src / "sid", run / "sid")
-    shutil.copytree(src / "sft" / "final", run / "sft" / "final")
-    return run
 
 
 def run_losing_a_learner_node(c, run, hold, *extra, timeout=600) -> tuple[int, str]:
@@ -166,7 +159,7 @@ def digest(run) -> str:
 @pytest.mark.slow
 def test_lost_node_with_a_learner_rank_is_survived(cluster, spread_run, tmp_path):
     c, _ = cluster
-    run = seeded(spread_run[0], tmp_path / "node_lost")
+    run = seeded_from(spread_run[0], tmp_path / "node_lost")
     rc, err = run_losing_a_learner_node(c, run, tmp_path / "hold", "topology.placement_strategy=SPREAD")
     assert rc == 0, err[-5000:]
     assert "rebuilding the learner group" in err and "Ray node(s) of the 3 the run started on are gone" in err
@@ -179,7 +172,7 @@ def test_lost_node_with_a_learner_rank_is_survived(cluster, spread_run, tmp_path
 @pytest.mark.slow
 def test_lost_node_the_topology_cannot_spare_stops_with_one_line(cluster, spread_run, tmp_path):
     c, _ = cluster
-    run = seeded(spread_run[0], tmp_path / "node_lost_strict")
+    run = seeded_from(spread_run[0], tmp_path / "node_lost_strict")
     rc, err = run_losing_a_learner_node(c, run, tmp_path / "hold", "topology.placement_strategy=STRICT_SPREAD",
                                         "topology.placement_timeout_s=40", timeout=300)
     assert rc == 2 and "Traceback" not in err, err[-5000:]
@@ -204,11 +197,11 @@ def test_lost_node_with_the_rollout_actor_is_survived(cluster, spread_run, tmp_p
     try:
         ray.get(hog.ping.remote(), timeout=120)
         topo = ("topology.rollout_actors=1", "topology.learner_ranks=1", "topology.placement_strategy=SPREAD")
-        ref = seeded(spread_run[0], tmp_path / "ref")
+        ref = seeded_from(spread_run[0], tmp_path / "ref")
         p = conrec(ref, c.address, "--resume", *topo)
         assert p.returncode == 0, p.stderr[-5000:]
 
-        run, hold = seeded(spread_run[0], tmp_path / "rollout_node_lost"), tmp_path / "hold"
+        run, hold = seeded_from(spread_run[0], tmp_path / "rollout_node_lost"), tmp_path / "hold"
         hold.touch()
         cmd = [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"),
                f"run_dir={run}", *ARGS, ONE_STAGE, f"topology.ray_address={c.address}", "--resume", *topo]
@@ -266,7 +259,7 @@ def test_ray_job_submit_logs_and_stop(cluster, spread_run, tmp_path):
     """The way users launch: `ray job submit --working-dir .` against the cluster, `ray job logs`, and
     `ray job stop` mid-GRPO leaving no actor of the run alive and no process of the job behind."""
     c, _ = cluster
-    run = seeded(spread_run[0], tmp_path / "job")
+    run = seeded_from(spread_run[0], tmp_path / "job")
     p = ray_job(c, "submit", "--working-dir", str(ROOT), "--submission-id", "conrec-ok", "--",
                 *job_entry(run, ONE_STAGE))
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
@@ -274,7 +267,7 @@ def test_ray_job_submit_logs_and_stop(cluster, spread_run, tmp_path):
     assert "[3/5] progressive GRPO on Ray" in logs and f"report: {run}/report.md" in logs, logs[-3000:]
     assert digest(run) == digest(spread_run[0])
 
-    run = seeded(spread_run[0], tmp_path / "job_stop")
+    run = seeded_from(spread_run[0], tmp_path / "job_stop")
     many = "curriculum.stages=[{name: neg_all, context_mode: neg_all, steps: 5000}]"
     p = ray_job(c, "submit", "--no-wait", "--working-dir", str(ROOT), "--submission-id", "conrec-stop", "--",
                 *job_entry(run, many), timeout=300)

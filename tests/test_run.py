@@ -9,29 +9,20 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TINY_ARGS, conrec_cmd, seeded_from
 
 pytestmark = pytest.mark.stack
 
 
-def test_conrec_run_tiny(tmp_path):
-    run = tmp_path / "run"
-    args = [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"),
-            f"run_dir={run}", "data=synthetic:users=120,items=100,days=30,seed=1",
-            "sid.encoder.text_encoder=hashing", "sid.rqvae.epochs=10", "sid.rqvae.codebook_size=16",
-            "sft.epochs=1", "sft.model.tiny.hidden_size=64", "sft.model.tiny.num_hidden_layers=1",
-            "sft.model.tiny.num_attention_heads=2", "sft.model.tiny.num_key_value_heads=2",
-            "grpo.val_users=20", "grpo.verify_sync_every=1", "grpo.prompts_per_step=4",
-            "curriculum.stages=[{name: neg_recent, context_mode: neg_recent, steps: 2},"
-            "{name: neg_pos, context_mode: neg_pos, steps: 2}]"]
-    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-5000:]
+def test_conrec_run_tiny(tiny_run):
+    """The session's tiny run (tests/conftest.py): 2 rollout actors, 2 learner ranks, a checkpoint every step."""
+    run, proc = tiny_run
     rep = json.loads((run / "report.json").read_text())
     assert set(rep["results"]) == {"pop", "swing", "sft_only", "conrec"}
     assert {"FHR@20", "HR@20", "LUF@20", "LIF@20", "CandAcc", "alignment_acc"} <= set(rep["results"]["conrec"])
     assert [s["stage"] for s in rep["curriculum"]][0] == "start"
     steps = [json.loads(x) for x in (run / "grpo" / "metrics.jsonl").read_text().splitlines()]
-    assert len(steps) >= 4
+    assert [m["step"] for m in steps] == [1, 2, 3, 4, 5, 6]
     for m in steps:
         assert m["sync/verified"] == 1.0 and m["reward/invalid_rate"] == 0.0
         for k in ("timing/generate", "timing/reward", "timing/update", "timing/weight_sync", "actor/kl",
@@ -52,25 +43,22 @@ def test_conrec_run_tiny(tmp_path):
     assert {"rollout", "learner", "reward"} <= set(logs), sorted(logs)
     assert "vllm" in logs["rollout"].read_text().lower()
     # a second invocation without --resume refuses to overwrite the run
-    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(conrec_cmd(run), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "pass --resume" in again.stderr
 
 
-def test_conrec_run_stops_and_resumes_grpo(tmp_path):
+def test_conrec_run_stops_and_resumes_grpo(tiny_run, tmp_path):
     """A GRPO phase stopped mid-stage by its step budget continues with --resume; its newest checkpoint,
     corrupted meanwhile, is detected and the previous one used. The curriculum validates on the rollout
     engines here (grpo.validate_on=engines), and the final evaluation runs there too (evaluate_on=engines):
     the same per-user figures as the driver's evaluation under the engines' (renormalised) ranking."""
-    run = tmp_path / "run"
+    run = seeded_from(tiny_run[0], tmp_path / "run")  # its SIDs and SFT model: GRPO starts at once
     base = [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"), f"run_dir={run}",
-            "data=synthetic:users=120,items=100,days=30,seed=1", "sid.encoder.text_encoder=hashing",
-            "sid.rqvae.epochs=10", "sid.rqvae.codebook_size=16", "sft.epochs=1", "sft.model.tiny.hidden_size=64",
-            "sft.model.tiny.num_hidden_layers=1", "sft.model.tiny.num_attention_heads=2",
-            "sft.model.tiny.num_key_value_heads=2", "grpo.val_users=20", "grpo.prompts_per_step=4",
-            "topology.rollout_actors=1", "topology.learner_ranks=2", "grpo.validate_on=engines", "evaluate_on=engines",
-            "curriculum.stages=[{name: neg_all, context_mode: neg_all, steps: 2},"
+            *TINY_ARGS, "topology.rollout_actors=1", "topology.learner_ranks=2", "grpo.validate_on=engines",
+            "evaluate_on=engines", "curriculum.stages=[{name: neg_all, context_mode: neg_all, steps: 2},"
             "{name: neg_pos, context_mode: neg_pos, steps: 2}]"]
-    first = subprocess.run(base + ["grpo.max_total_steps=3"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    first = subprocess.run(base + ["--resume", "grpo.max_total_steps=3"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=600)
     assert first.returncode == 0, first.stderr[-5000:]
     assert "stopped by grpo.max_total_steps" in first.stdout and not (run / "report.json").exists()
     # `conrec report` on the interrupted run: how far it got and what is evaluated so far, in a file that does not
@@ -123,10 +111,7 @@ def test_conrec_run_seeds_share_sids_and_report_cis(tmp_path):
     paired CIs against Swing; a second call with --resume keeps the finished seeds."""
     run = tmp_path / "run"
     args = [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"), f"run_dir={run}",
-            "data=synthetic:users=120,items=100,days=30,seed=1", "sid.encoder.text_encoder=hashing",
-            "sid.rqvae.epochs=10", "sid.rqvae.codebook_size=16", "sft.epochs=1", "sft.model.tiny.hidden_size=64",
-            "sft.model.tiny.num_hidden_layers=1", "sft.model.tiny.num_attention_heads=2",
-            "sft.model.tiny.num_key_value_heads=2", "run_grpo=false", "--seeds", "2"]
+            *TINY_ARGS, "run_grpo=false", "--seeds", "2"]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-5000:]
     rep = json.loads((run / "report.json").read_text())
