@@ -3,10 +3,14 @@
 
 A config-initialised Qwen2 (`--hidden`, `--layers`) over a synthetic catalogue's SIDs; `--prompts`
 prompts of user context, G = `--n` samples each, exactly `levels + 1` new tokens per sample
-(ignore_eos), temperature 1. Generated tokens/s = prompts × G × new tokens / wall seconds (median of
-`--repeats` after one warm-up).
+(ignore_eos), temperature 1. Generated tokens/s = prompts × G × new tokens / wall seconds.
 
-    python -m bench.rollout [--prompts 64 --n 8 --hidden 256 --layers 4]
+The ratios are measured in one run, round by round: after a warm-up of each, every round times vLLM with the
+trie, vLLM without it and HF with it, one after another in an order that rotates with the round, and takes the
+round's ratios. The figures are medians over `--rounds` rounds with [min, max]: a slow stretch of this noisy
+machine then lands on all three engines of one round instead of on one engine's whole measurement.
+
+    python -m bench.rollout [--prompts 64 --n 8 --hidden 256 --layers 4 --rounds 7]
 """
 
 from __future__ import annotations
@@ -45,14 +49,29 @@ def setup(work: str, hidden: int, layers: int, seed: int = 0):
     return index, prompts
 
 
-def median_time(fn, repeats: int) -> float:
+def time_once(fn) -> float:
+    t0 = time.perf_counter()
     fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
+    return time.perf_counter() - t0
+
+
+def spread(xs) -> dict:
+    """Median and range of a list of figures."""
+    xs = np.asarray(xs, dtype=float)
+    return {"median": float(np.median(xs)), "min": float(xs.min()), "max": float(xs.max()), "n": int(len(xs))}
+
+
+def interleaved(fns: dict, rounds: int) -> dict[str, list[float]]:
+    """Seconds per round of each callable, after one warm-up call each; round r starts at the (r mod k)-th
+    callable, so no engine always runs first (or right after the same other one)."""
+    names = list(fns)
+    for f in fns.values():
+        f()
+    out = {k: [] for k in names}
+    for r in range(rounds):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            out[k].append(time_once(fns[k]))
+    return out
 
 
 def main() -> None:
@@ -61,7 +80,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=8)
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=7)
     a = p.parse_args()
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -77,9 +96,12 @@ def main() -> None:
 
     import vllm
 
+    from rollout.hf_engine import HFEngine
     from rollout.vllm_engine import VllmEngine
 
     eng = VllmEngine(f"{work}/m", f"{work}/sid", seed=0)
+    hf = HFEngine(f"{work}/m", f"{work}/sid")
+    cfg = SamplingConfig(n=a.n, temperature=1.0, max_tokens=new_tokens)
 
     def vllm_run(constrained: bool):
         extra = {"extra_args": {"sid_dir": f"{work}/sid"}} if constrained else {}
@@ -87,16 +109,12 @@ def main() -> None:
                                  ignore_eos=True, **extra)
         return lambda: eng.llm.generate(prompts, sp, use_tqdm=False)
 
-    rows["vLLM, trie-constrained"] = median_time(vllm_run(True), a.repeats)
-    rows["vLLM, unconstrained"] = median_time(vllm_run(False), a.repeats)
-    eng = None  # free the engine before the next one is built
-
-    from rollout.hf_engine import HFEngine
-
-    hf = HFEngine(f"{work}/m", f"{work}/sid")
-    cfg = SamplingConfig(n=a.n, temperature=1.0, max_tokens=new_tokens)
-    rows["HF generate, trie-constrained"] = median_time(lambda: hf.generate(prompts, cfg), a.repeats)
-    hf = None
+    rounds = interleaved({"vLLM, trie-constrained": vllm_run(True), "vLLM, unconstrained": vllm_run(False),
+                          "HF generate, trie-constrained": lambda: hf.generate(prompts, cfg)}, a.rounds)
+    rows.update(rounds)
+    c, u, h = (np.array(rounds[k]) for k in rounds)
+    ratios = {"constraint_overhead": spread(c / u - 1), "vllm_over_hf": spread(h / c)}
+    eng = hf = None  # free both before the actors' engines are built
 
     import ray
 
@@ -114,22 +132,23 @@ def main() -> None:
             def go():
                 ray.get([x.generate.remote([prompts[i] for i in s], cfg) for x, s in zip(actors, shards)])
 
-            rows[f"Ray, {n_act} vLLM rollout actor(s)"] = median_time(go, a.repeats)
+            rows[f"Ray, {n_act} vLLM rollout actor(s)"] = interleaved({"go": go}, a.rounds)["go"]
             for x in actors:
                 ray.kill(x)
     finally:
         ray.shutdown()
 
     print(f"{len(prompts)} prompts x G={a.n} x {new_tokens} new tokens ({work_tokens:,} tokens); model hidden "
-          f"{a.hidden}, {a.layers} layers; median of {a.repeats}")
-    print(f"{'engine':<34} {'seconds':>8} {'gen tokens/s':>13}")
-    for k, t in rows.items():
-        print(f"{k:<34} {t:>8.3f} {work_tokens / t:>13,.0f}")
-    over = rows["vLLM, trie-constrained"] / rows["vLLM, unconstrained"] - 1
-    speed = rows["HF generate, trie-constrained"] / rows["vLLM, trie-constrained"]
-    print(f"constraint overhead on vLLM: {100 * over:+.1f} %; vLLM vs HF on the same work: {speed:.1f}x")
-    print("wrote", save("rollout", {"args": vars(a), "seconds": rows, "tokens": work_tokens,
-                                    "constraint_overhead": over, "vllm_over_hf": speed}))
+          f"{a.hidden}, {a.layers} layers; median [min, max] of {a.rounds} rounds")
+    print(f"{'engine':<34} {'seconds':>24} {'gen tokens/s':>13}")
+    seconds = {k: spread(v) for k, v in rows.items()}
+    for k, t in seconds.items():
+        print(f"{k:<34} {t['median']:>8.3f} [{t['min']:.3f}, {t['max']:.3f}] {work_tokens / t['median']:>13,.0f}")
+    o, v = ratios["constraint_overhead"], ratios["vllm_over_hf"]
+    print(f"constraint overhead on vLLM: {100 * o['median']:+.1f} % [{100 * o['min']:+.1f}, {100 * o['max']:+.1f}]; "
+          f"vLLM vs HF on the same work: {v['median']:.2f}x [{v['min']:.2f}, {v['max']:.2f}] (per-round ratios)")
+    print("wrote", save("rollout", {"args": vars(a), "seconds": seconds, "seconds_per_round": rows,
+                                    "tokens": work_tokens, **ratios}))
 
 
 if __name__ == "__main__":
