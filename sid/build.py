@@ -29,7 +29,24 @@ class SidConfig:
     rqvae: RQVAEConfig = field(default_factory=RQVAEConfig)
     collisions: str = "reassign"
     """'reassign' (move to a free last-level code under the same prefix) or 'extra_level'."""
+    prefix_column: str = ""
+    """An item column (e.g. `category`) whose value becomes a first SID level before the quantiser's: items of
+    one value share their first token, so the model can carry a category from the context's items to its
+    answer in one token, where the quantiser's first level splits a category over many codes. A '|'-separated
+    value (MovieLens genres) counts by its first entry; a missing one is a value of its own. Empty: none.
+    Chosen on validation users of the demo's simulator (docs/BENCHMARKS.md, "A category as the first SID
+    level")."""
     coherence_pairs: int = 20000
+
+
+def prefix_codes(items: pd.DataFrame, column: str) -> tuple[np.ndarray, list[str]]:
+    """Code of each item's `column` value (its first '|'-separated entry), in sorted order of the values."""
+    if column not in items.columns:
+        raise ValueError(f"sid.prefix_column={column!r} is not an item column; the items have "
+                         f"{sorted(items.columns)}. Fix: name one of them, or leave it empty for no prefix level")
+    first = items[column].fillna("").astype(str).str.split("|").str[0].str.strip()
+    values = sorted(first.unique())
+    return first.map({v: i for i, v in enumerate(values)}).to_numpy(np.int64), values
 
 
 def level_stats(codes: np.ndarray, sizes: list[int]) -> tuple[list[float], list[float]]:
@@ -80,7 +97,12 @@ def build_sids(items: pd.DataFrame, category_columns: list[str], cfg: SidConfig,
     before = count_collisions(raw)
     codes, method = resolve(raw, last_res, cb[-1], cfg.collisions)
     after = count_collisions(codes)
-    index = SidIndex(items["item_id"].to_numpy(), codes, cb)
+    prefix = {}
+    if cfg.prefix_column:
+        col, values = prefix_codes(items, cfg.prefix_column)
+        codes = np.concatenate([col[:, None], codes], axis=1)
+        prefix = {"column": cfg.prefix_column, "values": len(values)}
+    index = SidIndex(items["item_id"].to_numpy(), codes, cb, prefix_levels=1 if prefix else 0)
     with torch.no_grad():  # in slices: the decoded catalogue is as large as the input matrix
         emb, step = torch.from_numpy(index.item_embeddings), 65536
         mse = float(sum(float(((model.decoder(emb[s:s + step]) - X[s:s + step]) ** 2).sum())
@@ -95,7 +117,8 @@ def build_sids(items: pd.DataFrame, category_columns: list[str], cfg: SidConfig,
         "collisions_before": before,
         "collisions_after": after,
         "collision_method": method,
-        "items_moved": int((codes[:, : raw.shape[1]] != raw).any(1).sum()),
+        "items_moved": int((codes[:, index.prefix_levels: index.prefix_levels + raw.shape[1]] != raw).any(1).sum()),
+        "prefix": prefix,
         "utilization": util,
         "perplexity": perp,
         "reconstruction_mse": mse,
@@ -108,14 +131,15 @@ def build_sids(items: pd.DataFrame, category_columns: list[str], cfg: SidConfig,
         cols = [items[c].fillna("").astype(str).tolist() for c in category_columns]
         cats = [{v for col in vals for v in col.split("|") if v} for vals in zip(*cols)]
         report["coherence"] = {"columns": category_columns,
-                               **coherence(codes[:, 0], cats, cfg.coherence_pairs, cfg.rqvae.seed)}
+                               **coherence(codes[:, index.prefix_levels], cats, cfg.coherence_pairs, cfg.rqvae.seed)}
     if out is not None:
         o = Path(out)
         o.mkdir(parents=True, exist_ok=True)
         table = pd.DataFrame({"item_id": items["item_id"].to_numpy(), "item_index": np.arange(len(items)),
                               "code": list(codes), "sid": [code_to_str(c) for c in codes]})
         write_parquet_atomic(table, o / "sids.parquet")
-        write_atomic(o / "codebooks.safetensors", lambda tmp: save_file({"codebooks": cb}, tmp))
+        write_atomic(o / "codebooks.safetensors", lambda tmp: save_file(
+            {"codebooks": cb, "prefix_levels": np.array([index.prefix_levels], dtype=np.int64)}, tmp))
         weights = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
         write_atomic(o / "rqvae.safetensors", lambda tmp: save_file(weights, tmp))
         write_vocab(o / "vocab.json", index)
@@ -131,9 +155,11 @@ def summary(r: dict) -> str:
              "utilization " + " ".join(f"{u:.3f}" for u in r["utilization"]),
              "perplexity  " + " ".join(f"{p:.1f}" for p in r["perplexity"]),
              f"reconstruction mse {r['reconstruction_mse']:.5f}"]
+    if r.get("prefix"):
+        lines.append(f"first level: the item's {r['prefix']['column']} ({r['prefix']['values']} values)")
     if "coherence" in r:
         c = r["coherence"]
-        lines.append(f"coherence (share of pairs sharing a {'/'.join(c['columns'])}): same first code "
+        lines.append(f"coherence (share of pairs sharing a {'/'.join(c['columns'])}): same first quantised code "
                      f"{c['same_code_pairs']:.3f} vs random {c['random_pairs']:.3f}")
     return "\n".join(lines)
 

@@ -1,7 +1,8 @@
 """`SidIndex`: the SID artifacts of a catalogue, loaded for the reward, decoding and evaluation.
 
 Folder layout (written by `sid.build`): `sids.parquet` (item_id, item index, code, SID string),
-`codebooks.safetensors` (codebooks [L, K, D]), `rqvae.safetensors` (the quantiser's weights),
+`codebooks.safetensors` (codebooks [L, K, D]; `prefix_levels`, the number of levels before the quantiser's, each
+an item attribute such as the category: `SidConfig.prefix_column`), `rqvae.safetensors` (the quantiser's weights),
 `vocab.json` (levels, level sizes, tokens), `report.json`.
 """
 
@@ -17,13 +18,16 @@ from sid.vocab import SidTrie, code_to_str, sid_tokens, str_to_code
 
 
 class SidIndex:
-    def __init__(self, item_ids: np.ndarray, codes: np.ndarray, codebooks: np.ndarray):
+    def __init__(self, item_ids: np.ndarray, codes: np.ndarray, codebooks: np.ndarray, prefix_levels: int = 0):
         self.item_ids = np.asarray(item_ids)
         self.codes = np.asarray(codes, dtype=np.int64)
-        self.codebooks = np.asarray(codebooks, dtype=np.float32)  # [L_q, K, D]; an extra level has none
+        # [L_q, K, D] for levels prefix_levels … prefix_levels + L_q - 1; a prefix or extra level has none
+        self.codebooks = np.asarray(codebooks, dtype=np.float32)
+        self.prefix_levels = int(prefix_levels)
         self.levels = self.codes.shape[1]
-        self.level_sizes = [int(self.codes[:, lvl].max()) + 1 if lvl >= len(self.codebooks)
-                            else int(self.codebooks.shape[1]) for lvl in range(self.levels)]
+        quantised = range(self.prefix_levels, self.prefix_levels + len(self.codebooks))
+        self.level_sizes = [int(self.codebooks.shape[1]) if lvl in quantised else int(self.codes[:, lvl].max()) + 1
+                            for lvl in range(self.levels)]
         self.trie = SidTrie(self.codes)
         self.item_embeddings = self.embed(self.codes)
 
@@ -31,8 +35,8 @@ class SidIndex:
         """Reconstructed embedding of any code(s) [..., L]: the sum of the chosen codewords."""
         codes = np.asarray(codes, dtype=np.int64)
         out = np.zeros(codes.shape[:-1] + (self.codebooks.shape[2],), dtype=np.float32)
-        for lvl in range(min(self.levels, len(self.codebooks))):
-            out += self.codebooks[lvl][codes[..., lvl]]
+        for lvl in range(min(self.levels - self.prefix_levels, len(self.codebooks))):
+            out += self.codebooks[lvl][codes[..., self.prefix_levels + lvl]]
         return out
 
     def sid(self, item_index: int) -> str:
@@ -55,8 +59,9 @@ class SidIndex:
             if not (p / f).exists():
                 raise FileNotFoundError(f"{p} lacks {f}: not a SID folder (build one with `conrec sid build`)")
         t = pd.read_parquet(p / "sids.parquet").sort_values("item_index")
-        cb = load_file(str(p / "codebooks.safetensors"))["codebooks"]
-        return cls(t["item_id"].to_numpy(), np.stack(t["code"].to_list()), cb)
+        f = load_file(str(p / "codebooks.safetensors"))
+        prefix = int(f["prefix_levels"][0]) if "prefix_levels" in f else 0  # absent in folders built before it
+        return cls(t["item_id"].to_numpy(), np.stack(t["code"].to_list()), f["codebooks"], prefix)
 
     def check_catalogue(self, item_ids) -> None:
         """Raise if these SIDs were built for another catalogue."""

@@ -167,3 +167,29 @@ def test_sid_token_map_and_its_table_agree():
     assert (table[:, 0] >= 0).sum() == 5  # only the SID tokens map
     ids = [int(m.ids[0][1]), int(m.ids[1][2]), m.eos]
     assert m.decode(ids) == (1, 2) and m.prefix(ids[:1]) == (1,)
+
+
+def test_prefix_column_puts_the_category_first_and_leaves_the_quantised_levels_alone(tmp_path):
+    cfg = SidConfig(encoder=EncoderConfig(text_encoder="hashing", progress=False),
+                    rqvae=RQVAEConfig(levels=2, codebook_size=8, latent_dim=8, hidden_dims=[32], epochs=20,
+                                      progress=False))
+    items = _items()
+    items.loc[0, "category"] = "b|a"  # a list counts by its first entry
+    plain, _ = build_sids(items, ["category"], cfg, None)
+    cfg.prefix_column = "category"
+    index, rep = build_sids(items, ["category"], cfg, tmp_path)
+    values = sorted(set(items["category"].str.split("|").str[0]))
+    want = [values.index(v.split("|")[0]) for v in items["category"]]
+    np.testing.assert_array_equal(index.codes[:, 0], want)
+    np.testing.assert_array_equal(index.codes[:, 1:], plain.codes)  # the same seed, the same quantiser codes
+    np.testing.assert_allclose(index.item_embeddings, plain.item_embeddings)  # embeddings skip the prefix
+    # 200 items on 8 x 8 codes: an extra collision level follows, as in the plain build
+    assert index.level_sizes == [5, *plain.level_sizes] and rep["prefix"] == {"column": "category", "values": 5}
+    loaded = SidIndex.load(tmp_path)
+    assert loaded.prefix_levels == 1 and loaded.level_sizes == index.level_sizes
+    np.testing.assert_allclose(loaded.item_embeddings, plain.item_embeddings)
+    assert all(loaded.parse(loaded.sid(i)) == i for i in range(len(loaded.codes)))
+    cfg.prefix_column = "colour"
+    with pytest.raises(ValueError, match=r"sid.prefix_column='colour' is not an item column; the items have "
+                                         r"\['category', 'img', 'item_id', 'title'\]"):
+        build_sids(items, ["category"], cfg, None)
