@@ -193,6 +193,12 @@ def validate(cfg: RunConfig) -> None:
         if term.name == "rank_hit":
             checks.append((g.sampling.mode == "beam", "grpo.reward.terms: rank_hit ranks a group's items by their "
                                                       "beam order; set grpo.sampling.mode=beam"))
+        if term.name == "topk_hit":
+            k = int((term.params or {}).get("k", 20))
+            checks.append((g.sampling.mode == "beam" and g.sampling.n > k,
+                           f"grpo.reward.terms: topk_hit judges a beam group's top k={k} against the rows below "
+                           f"it; set grpo.sampling.mode=beam and grpo.sampling.n > {k} (got mode="
+                           f"{g.sampling.mode}, n={g.sampling.n})"))
     from trainer.grpo_algo import registered
 
     a, (estimators, losses) = g.learner.algo, registered()

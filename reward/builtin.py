@@ -76,6 +76,34 @@ def rank_hit(b: RewardBatch, penalty: float = 1.0, level_rewards: tuple = (1.0, 
             "rank_penalty": pen.ravel().astype(np.float32)}
 
 
+@register_reward("topk_hit")
+def topk_hit(b: RewardBatch, k: int = 20, penalty: float = 1.0, level_rewards: tuple = (1.0, 0.1, 0.01)) -> dict:
+    """A reward shaped like FHR@k, for beam groups larger than k (best first; grpo.sampling.mode=beam, n > k).
+    The group's first k rows stand for the evaluated top-k list. A group whose top k already holds a full hit
+    pays every row 1: the list is right, there is nothing to move, so the group carries no gradient (dynamic
+    sampling refills it). A group whose full hits all sit below rank k (a near miss) pays `hit`, minus
+    penalty / k for each wrong item in its top k: the hit is pulled into the list and the items keeping it
+    out are pushed down, while wrong items below k are left alone. Other groups keep the plain hit reward.
+    Unlike rank_hit, which reorders lists that already hold a hit, every gradient here is one that can
+    change the metric."""
+    G = b.group_size
+    if G <= k or len(b.out_items) % G:
+        raise ValueError(f"topk_hit needs whole beam groups larger than k={k} (grpo.sampling.n > k); got "
+                         f"group_size={G} for {len(b.out_items)} samples")
+    h = hit(b, level_rewards)
+    full = (h["matched_levels"] == b.space.codes.shape[1]).reshape(-1, G)
+    top = np.zeros(G, dtype=bool)
+    top[:k] = True
+    satisfied = full[:, :k].any(1, keepdims=True)
+    near_miss = full.any(1, keepdims=True) & ~satisfied
+    pen = (penalty / k) * (near_miss & ~full & top[None, :])
+    score = np.where(satisfied, 1.0, h["score"].reshape(-1, G) - pen)
+    return {"score": score.ravel().astype(np.float32), "matched_levels": h["matched_levels"],
+            "satisfied": np.repeat(satisfied[:, 0], G).astype(np.float32),
+            "near_miss": np.repeat(near_miss[:, 0], G).astype(np.float32),
+            "rank_penalty": pen.ravel().astype(np.float32)}
+
+
 @register_reward("next_negative_sim")
 def next_negative_sim(b: RewardBatch) -> dict:
     """Similarity to the single next negative: the conventional target, for ablations."""

@@ -69,6 +69,20 @@ def test_rank_hit_by_hand():
         scorer(RewardTerm("rank_hit")).score([0, 0], [S0, S2])
 
 
+def test_topk_hit_by_hand():
+    # beam groups of 3, best first, k = 1. Group 0 (GTS {1, 2}): its full hit (item 2) sits at rank 1, below the
+    # top 1, a near miss: the wrong item at rank 0 (0.1 for a shared leading level) loses penalty / k = 1, the
+    # wrong item at rank 2 (outside the top k) is left at its hit reward 0. Group 1 (same GTS) holds the hit at
+    # rank 0: every row pays 1 (no gradient). Group 2 (GTS {3}) has no full hit: the plain hit reward.
+    out = scorer(RewardTerm("topk_hit", params={"k": 1})).score([0] * 6 + [1] * 3,
+                                                                [S0, S2, S3, S2, S0, S3, S1, S0, S2], group_size=3)
+    np.testing.assert_allclose(out["score"], [0.1 - 1.0, 1.0, 0.0, 1, 1, 1, 0, 0, 0], rtol=1e-6)
+    assert out["terms"]["topk_hit/satisfied"].tolist() == [0, 0, 0, 1, 1, 1, 0, 0, 0]
+    assert out["terms"]["topk_hit/near_miss"].tolist() == [1, 1, 1, 0, 0, 0, 0, 0, 0]
+    with pytest.raises(ValueError, match="larger than k=20"):
+        scorer(RewardTerm("topk_hit")).score([0] * 16, [S0] * 16, group_size=16)
+
+
 def test_next_negative_and_threshold_by_hand():
     nn = scorer(RewardTerm("next_negative_sim")).score([0, 0], [S2, S1])
     np.testing.assert_allclose(nn["score"], [R2, 1.0], rtol=1e-6)
