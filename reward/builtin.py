@@ -57,6 +57,11 @@ def hit(b: RewardBatch, level_rewards: tuple = (1.0, 0.1, 0.01)) -> dict:
     return {"score": score.astype(np.float32), "matched_levels": m.astype(np.float32)}
 
 
+def _full_hits(b: RewardBatch, h: dict) -> np.ndarray:
+    """(groups, G) mask of the rows whose code matches a GTS item on every level (`h`: hit()'s output)."""
+    return (h["matched_levels"] == b.space.codes.shape[1]).reshape(-1, b.group_size)
+
+
 @register_reward("rank_hit")
 def rank_hit(b: RewardBatch, penalty: float = 1.0, level_rewards: tuple = (1.0, 0.1, 0.01)) -> dict:
     """`hit`, plus a rank term for beam groups (best first; grpo.sampling.mode=beam): in a group holding a
@@ -69,7 +74,7 @@ def rank_hit(b: RewardBatch, penalty: float = 1.0, level_rewards: tuple = (1.0, 
         raise ValueError(f"rank_hit needs whole groups of ≥ 2 samples; got group_size={G} for {len(b.out_items)} "
                          "samples")
     h = hit(b, level_rewards)
-    full = (h["matched_levels"] == b.space.codes.shape[1]).reshape(-1, G)
+    full = _full_hits(b, h)
     w = 1.0 / np.log2(np.arange(G) + 2.0)
     pen = (penalty * w / w.sum())[None, :] * (~full & full.any(1, keepdims=True))
     return {"score": (h["score"] - pen.ravel()).astype(np.float32), "matched_levels": h["matched_levels"],
@@ -84,19 +89,18 @@ def topk_hit(b: RewardBatch, k: int = 20, penalty: float = 1.0, level_rewards: t
     sampling refills it). A group whose full hits all sit below rank k (a near miss) pays `hit`, minus
     penalty / k for each wrong item in its top k: the hit is pulled into the list and the items keeping it
     out are pushed down, while wrong items below k are left alone. Other groups keep the plain hit reward.
-    Unlike rank_hit, which reorders lists that already hold a hit, every gradient here is one that can
-    change the metric."""
+    Unlike rank_hit, which reorders lists that already hold a hit, a full hit makes a gradient here only
+    where moving it can change the metric."""
     G = b.group_size
     if G <= k or len(b.out_items) % G:
         raise ValueError(f"topk_hit needs whole beam groups larger than k={k} (grpo.sampling.n > k); got "
                          f"group_size={G} for {len(b.out_items)} samples")
     h = hit(b, level_rewards)
-    full = (h["matched_levels"] == b.space.codes.shape[1]).reshape(-1, G)
-    top = np.zeros(G, dtype=bool)
-    top[:k] = True
+    full = _full_hits(b, h)
     satisfied = full[:, :k].any(1, keepdims=True)
     near_miss = full.any(1, keepdims=True) & ~satisfied
-    pen = (penalty / k) * (near_miss & ~full & top[None, :])
+    pen = np.zeros(full.shape)
+    pen[:, :k] = (penalty / k) * (near_miss & ~full[:, :k])
     score = np.where(satisfied, 1.0, h["score"].reshape(-1, G) - pen)
     return {"score": score.ravel().astype(np.float32), "matched_levels": h["matched_levels"],
             "satisfied": np.repeat(satisfied[:, 0], G).astype(np.float32),
