@@ -14,26 +14,10 @@ its 95 % bootstrap CI, and the evaluation's seconds. Writes OUT.json and OUT.md.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
-
-
-def validation_fhr(run: Path, data, k: int, extra_beams: int) -> tuple[np.ndarray, float]:
-    """FHR@K per validation user of RUN/final, and the evaluation's wall seconds."""
-    from evaluation.evaluate import evaluate
-    from evaluation.model_method import ModelMethod
-    from feedback.split import SplitConfig, make_split, validation_users
-
-    cfg = json.loads((run / "config.json").read_text())
-    split = make_split(data, SplitConfig(**cfg["split"]))
-    val = validation_users(split, cfg["grpo"]["val_users"], cfg["split"]["seed"])
-    t0 = time.perf_counter()
-    res = evaluate(ModelMethod(checkpoint=str(run / "final"), extra_beams=extra_beams), val, k=k, batch_size=32,
-                   progress=False)
-    return res["per_user"][f"FHR@{k}"], time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--out", default="runs/beam_width")
     a = p.parse_args(argv)
+    from bench.validation_table import run_validation_split, validation_fhr
     from cluster.report import seed_average
     from common.atomic import write_json_atomic, write_text_atomic
     from common.logs import quiet_third_party
@@ -63,14 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"| model | beam (K + extra) | validation FHR@{a.k} (per seed) | mean | Δ vs beam {first} [95 % CI] | "
              "eval s / seed (median) |", "|---|---|---|---|---|---|"]
     for name, root in models.items():
+        runs = [Path(root) / f"seed_{s}" for s in a.seeds]
+        vals = [run_validation_split(r, data) for r in runs]  # one split per seed, shared by the widths
         per_width = {}
         for eb in a.extra_beams:
-            runs = [validation_fhr(Path(root) / f"seed_{s}", data, a.k, eb) for s in a.seeds]
-            pu = seed_average([r[0] for r in runs])
+            timed = []
+            for r, val in zip(runs, vals):
+                t0 = time.perf_counter()
+                timed.append((validation_fhr(r, val, a.k, eb), time.perf_counter() - t0))
+            pu = seed_average([t[0] for t in timed])
             per_width[eb] = pu
             d = paired_diff(pu, per_width[a.extra_beams[0]])
-            row = {"per_seed": [float(np.nanmean(r[0])) for r in runs], "mean": float(np.nanmean(pu)),
-                   "vs_first": d, "seconds": [round(r[1], 1) for r in runs]}
+            row = {"per_seed": [float(np.nanmean(t[0])) for t in timed], "mean": float(np.nanmean(pu)),
+                   "vs_first": d, "seconds": [round(t[1], 1) for t in timed]}
             out["models"].setdefault(name, {})[str(eb)] = row
             delta = "–" if eb == a.extra_beams[0] else \
                 f"{d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}] ({verdict(d)})"

@@ -19,22 +19,33 @@ from pathlib import Path
 import numpy as np
 
 
+def run_validation_split(run: Path, data):
+    """The validation users a run carved from its training data (`data`: the loaded FeedbackData)."""
+    from feedback.split import SplitConfig, make_split, validation_users
+
+    cfg = json.loads((run / "config.json").read_text())
+    split = make_split(data, SplitConfig(**cfg["split"]))
+    return validation_users(split, cfg["grpo"]["val_users"], cfg["split"]["seed"])
+
+
+def validation_fhr(run: Path, val, k: int, extra_beams: int = 20) -> np.ndarray:
+    """FHR@K per validation user of RUN/final on `val` (run_validation_split), served with K + extra_beams beams."""
+    from evaluation.evaluate import evaluate
+    from evaluation.model_method import ModelMethod
+
+    return evaluate(ModelMethod(checkpoint=str(run / "final"), extra_beams=extra_beams), val, k=k, batch_size=32,
+                    progress=False)["per_user"][f"FHR@{k}"]
+
+
 def validation_per_user(run: Path, data: str, k: int) -> np.ndarray:
     """FHR@K per validation user of the run's final model (cached beside the run)."""
     cache = run / "validation_per_user.npz"
     if cache.exists():
         return np.load(cache)[f"FHR@{k}"]
     from common.atomic import write_npz_atomic
-    from evaluation.evaluate import evaluate
-    from evaluation.model_method import ModelMethod
     from feedback.loaders import load
-    from feedback.split import SplitConfig, make_split, validation_users
 
-    cfg = json.loads((run / "config.json").read_text())
-    split = make_split(load(data), SplitConfig(**cfg["split"]))
-    val = validation_users(split, cfg["grpo"]["val_users"], cfg["split"]["seed"])
-    pu = evaluate(ModelMethod(checkpoint=str(run / "final")), val, k=k, batch_size=32,
-                  progress=False)["per_user"][f"FHR@{k}"]
+    pu = validation_fhr(run, run_validation_split(run, load(data)), k)
     write_npz_atomic({f"FHR@{k}": pu}, cache)
     return pu
 
