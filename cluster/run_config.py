@@ -199,13 +199,15 @@ def validate(cfg: RunConfig) -> None:
                            f"grpo.reward.terms: topk_hit judges a beam group's top k={k} against the rows below "
                            f"it; set grpo.sampling.mode=beam and grpo.sampling.n > {k} (got mode="
                            f"{g.sampling.mode}, n={g.sampling.n})"))
-    from trainer.grpo_algo import registered
+    from trainer.grpo_algo import KL_ESTIMATORS, registered
 
     a, (estimators, losses) = g.learner.algo, registered()
     checks += [
         (a.adv_estimator in estimators,
          f"grpo.learner.algo.adv_estimator={a.adv_estimator!r}; registered: {estimators}"),
         (a.policy_loss in losses, f"grpo.learner.algo.policy_loss={a.policy_loss!r}; registered: {losses}"),
+        (a.kl_estimator in KL_ESTIMATORS,
+         f"grpo.learner.algo.kl_estimator={a.kl_estimator!r}; one of: {', '.join(KL_ESTIMATORS)}"),
         (g.learner.nll_coef >= 0, f"grpo.learner.nll_coef={g.learner.nll_coef} must be ≥ 0 (0 = off)"),
         (0 <= g.learner.pg_gate_top_k < g.sampling.n,
          f"grpo.learner.pg_gate_top_k={g.learner.pg_gate_top_k} must be in [0, grpo.sampling.n={g.sampling.n}) "

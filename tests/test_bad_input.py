@@ -78,6 +78,8 @@ CLI_CASES = {
                                         r"grpo.fresh_tail=1.0 must be in \[0, 1\)"),
     "unknown advantage estimator": (lambda t: _run(t, "grpo.learner.algo.adv_estimator=grpo_pos"),
                                     r"grpo.learner.algo.adv_estimator='grpo_pos'; registered: .*'grpo_positive'"),
+    "unknown KL estimator": (lambda t: _run(t, "grpo.learner.algo.kl_estimator=exact"),
+                             r"grpo.learner.algo.kl_estimator='exact'; one of: .*low_var_kl.*full"),
     "gate wider than the group": (lambda t: _run(t, "grpo.learner.pg_gate_top_k=8", "grpo.sampling.n=8"),
                                   r"grpo.learner.pg_gate_top_k=8 must be in \[0, grpo.sampling.n=8\)"),
     "misspelt GTS weighting": (lambda t: _run(t, "grpo.reward.gts_weighting=swing"),

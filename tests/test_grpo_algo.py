@@ -12,6 +12,7 @@ from trainer.grpo_algo import (
     allowed_mask,
     confident_groups,
     constrained_logprobs,
+    exact_kl,
     policy_objective,
 )
 
@@ -80,6 +81,31 @@ def test_policy_objective_by_hand():
     assert m["actor/kl"] == pytest.approx(kl, rel=1e-4)
     assert float(loss) == pytest.approx(pg + 0.1 * kl, rel=1e-5)
     assert m["actor/pg_clipfrac"] == pytest.approx(0.5)
+
+
+def test_exact_kl_by_hand():
+    logits = torch.tensor([[[1.0, 2.0, 0.0, 5.0]]])
+    ref_logits = torch.tensor([[[0.0, 0.0, 3.0, -1.0]]])
+    allowed = torch.tensor([[[True, True, True, False]]])  # the 4th token is outside the trie: no weight in either
+    t = torch.tensor([[1]])
+    _, _, lp = constrained_logprobs(logits, t, allowed, full=True)
+    _, _, ref = constrained_logprobs(ref_logits, t, allowed, full=True)
+    z = math.exp(1) + math.exp(2) + 1
+    zr = 2 + math.exp(3)
+    p = [math.exp(1) / z, math.exp(2) / z, 1 / z]
+    q = [1 / zr, 1 / zr, math.exp(3) / zr]
+    want = sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
+    assert float(exact_kl(lp, ref)) == pytest.approx(want, rel=1e-5)
+    assert float(exact_kl(ref, ref)) == pytest.approx(0.0, abs=1e-7)
+    # as the KL term of the objective: β × the mean over the response tokens, replacing the sampled estimate
+    cfg = AlgoConfig(kl_estimator="full", kl_coef=0.5)
+    tk = exact_kl(lp, ref)
+    loss, m = policy_objective(lp.new_zeros(1, 1), lp.new_zeros(1, 1), lp.new_zeros(1, 1), torch.zeros(1, 1),
+                               torch.ones(1, 1), cfg, token_kl=tk)
+    assert m["actor/kl"] == pytest.approx(want, rel=1e-5) and float(loss) == pytest.approx(0.5 * want, rel=1e-5)
+    with pytest.raises(ValueError, match="kl_estimator=full needs"):
+        policy_objective(lp.new_zeros(1, 1), lp.new_zeros(1, 1), lp.new_zeros(1, 1), torch.zeros(1, 1),
+                         torch.ones(1, 1), cfg)
 
 
 def test_constrained_logprobs_by_hand():

@@ -128,8 +128,12 @@ tree = {}
 for name, cs in (("same", [toks(0)] * len(comps)), ("distinct", comps)):
     learner.update(StepBatch(ids, batch.prompt_ids, cs, None, G, 1.0, rewards=rewards))
     tree[name] = learner.grad_norms[-1]
+# the exact KL (kl_estimator=full; verl's own `full` raises NotImplementedError): with equal rewards and no anchor
+# the KL term alone pulls the policy, moved away by the steps above, back toward the reference
+learner.cfg.algo.adv_estimator, learner.cfg.algo.kl_estimator, learner.cfg.algo.kl_coef = "grpo", "full", 1.0
+full_kl = [learner.update(batch)["actor/kl"] for _ in range(8)]
 learner.set_lr(1e-5)
-print(json.dumps({"nll": nll, "lr": learner.engine.get_lr(), "gate": gate, "tree": tree}))
+print(json.dumps({"nll": nll, "lr": learner.engine.get_lr(), "gate": gate, "tree": tree, "full_kl": full_kl}))
 """
 
 
@@ -137,7 +141,7 @@ def test_nll_anchoring_and_set_lr(tmp_path):
     """With equal rewards (no policy gradient) and no KL, the NLL term alone trains the targets; the
     curriculum's learning-rate change reaches the optimizer; `pg_gate_top_k` zeroes the advantages of the
     groups whose most likely sample already has the best reward (an injected row is never the most likely);
-    `tree_grpo` gives repeated codes no credit."""
+    `tree_grpo` gives repeated codes no credit; the exact KL (`kl_estimator=full`) trains back toward the reference."""
     proc = subprocess.run([sys.executable, "-c", NLL_CODE, str(tmp_path), "synthetic:users=40,items=40,days=20,seed=3",
                            "400"], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
@@ -151,6 +155,8 @@ def test_nll_anchoring_and_set_lr(tmp_path):
     inj = out["gate"]["injected"]
     assert inj[0] == 0.0 and inj[1] > 0.0 and np.isfinite(inj[2]), out["gate"]
     assert out["tree"]["same"] == 0.0 and out["tree"]["distinct"] > 0.0, out["tree"]
+    kl = out["full_kl"]
+    assert kl[0] > 0 and kl[-1] < 0.85 * kl[0], kl
 
 
 PAD_CODE = SETUP + r"""

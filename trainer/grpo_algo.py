@@ -2,7 +2,8 @@
 
 - advantages: verl's registered estimators (default `grpo`: A_i = (r_i − mean_group) / (std_group + ε));
 - policy loss: verl's registered losses (default `vanilla`: PPO-clip with dual clip);
-- KL to the frozen reference: verl's estimators (default `low_var_kl`), aggregated like the loss;
+- KL to the frozen reference: verl's estimators (default `low_var_kl`) on the sampled tokens, or `full`, the
+  exact KL over every token the trie allows at each generated position (`exact_kl`), aggregated like the loss;
 - constrained log-probs: the learner scores each sampled SID token under the same distribution the
   rollout engine sampled from — logits / temperature, masked to the trie's continuations — or the
   importance ratio would compare different distributions.
@@ -31,10 +32,18 @@ class AlgoConfig:
     clip_ratio_c: float = 3.0
     loss_agg_mode: str = "token-mean"
     kl_estimator: str = "low_var_kl"
-    """verl's KL estimator names: kl (k1), abs, mse (k2), low_var_kl (k3), full."""
+    """verl's KL estimators on the sampled tokens: kl (k1), abs, mse (k2), low_var_kl (k3), each optionally with
+    verl's straight-through `+` (e.g. `k3+`); or `full`: the exact KL(π ‖ π_ref) over every token the trie allows
+    at each generated position (`exact_kl`). The sampled estimators assume samples drawn from π; beam groups are
+    π's top items instead, so they see only those items' log-ratios, while `full` also weighs the items a
+    step pushes out of the beam."""
     kl_coef: float = 0.04
     """β; the curriculum may set it per stage."""
 
+
+KL_ESTIMATORS = ("kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3", "kl+", "k1+", "abs+", "low_var_kl+", "k3+",
+                 "full")
+"""The names `kl_estimator` accepts: verl's sampled-token estimators (with its straight-through `+`), and `full`."""
 
 TREE_GRPO = "tree_grpo"
 """Our estimator computed beside verl's registry: it needs the completions' tokens, which verl's signature lacks."""
@@ -144,13 +153,25 @@ def _verl_actor_config(cfg: AlgoConfig, batch_info: dict):
                              "loss_agg_mode": cfg.loss_agg_mode, "global_batch_info": batch_info})
 
 
+def exact_kl(logp_all: torch.Tensor, ref_all: torch.Tensor) -> torch.Tensor:
+    """KL(π ‖ π_ref) [N, T] at each position, summed over the vocabulary: Σ_v π(v) (log π(v) − log π_ref(v)).
+
+    Both are log-softmax outputs [N, T, V] over the same allowed tokens (`constrained_logprobs(..., full=True)`);
+    a token outside them is −inf in both and contributes 0."""
+    p = logp_all.exp()
+    diff = (logp_all - ref_all).masked_fill(~torch.isfinite(logp_all), 0.0)
+    return (p * diff).sum(-1)
+
+
 def policy_objective(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None, adv: torch.Tensor,
-                     mask: torch.Tensor, cfg: AlgoConfig, kl_coef: float | None = None, batch_info: dict | None = None
-                     ) -> tuple[torch.Tensor, dict]:
+                     mask: torch.Tensor, cfg: AlgoConfig, kl_coef: float | None = None, batch_info: dict | None = None,
+                     token_kl: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Policy loss + β · KL(π ‖ π_ref), both aggregated over the response tokens; and their metrics.
 
     `batch_info` is verl's global-batch description for data parallelism: {"dp_size", "batch_num_tokens",
     "global_batch_size"} summed over all ranks, so the ranks' averaged gradients equal the global mean.
+    `token_kl` [N, T] is the exact per-position KL (`exact_kl`), which `kl_estimator=full` needs in place of
+    the sampled tokens' `ref_logp`.
     """
     from verl.trainer.ppo.core_algos import agg_loss, get_policy_loss_fn, kl_penalty
 
@@ -162,8 +183,11 @@ def policy_objective(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch
     metrics["actor/pg_loss"] = float(pg_loss.detach())
     beta = cfg.kl_coef if kl_coef is None else kl_coef
     loss = pg_loss
+    if cfg.kl_estimator == "full" and beta > 0 and ref_logp is not None and token_kl is None:
+        raise ValueError("kl_estimator=full needs the exact per-token KL (token_kl = exact_kl(...)), not only the "
+                         "sampled tokens' reference log-probs")
     if ref_logp is not None and beta > 0:
-        kl = kl_penalty(logp, ref_logp, cfg.kl_estimator)
+        kl = token_kl if cfg.kl_estimator == "full" else kl_penalty(logp, ref_logp, cfg.kl_estimator)
         kl_loss = agg_loss(kl, mask, cfg.loss_agg_mode, **batch_info)
         loss = loss + beta * kl_loss
         metrics["actor/kl"] = float(kl_loss.detach())
@@ -172,15 +196,16 @@ def policy_objective(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch
 
 
 def constrained_logprobs(logits: torch.Tensor, targets: torch.Tensor, allowed: torch.Tensor,
-                         temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                         temperature: float = 1.0, full: bool = False):
     """Log-probs of `targets` [N, T] under softmax(logits / temperature) restricted to `allowed` [N, T, V]
-    (bool); and the entropy of that distribution per token."""
+    (bool); and the entropy of that distribution per token. With `full`, also the whole log-softmax
+    [N, T, V] (−inf outside `allowed`), for `exact_kl`."""
     z = (logits.float() / max(temperature, 1e-6)).masked_fill(~allowed, float("-inf"))
     logp_all = torch.log_softmax(z, -1)
     logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     p = logp_all.exp()
     ent = -(p * logp_all.masked_fill(~allowed, 0.0)).sum(-1)
-    return logp, ent
+    return (logp, ent, logp_all) if full else (logp, ent)
 
 
 def allowed_mask(completions: list[list[int]], trie, token_map, vocab_size: int, length: int) -> torch.Tensor:

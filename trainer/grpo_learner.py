@@ -23,6 +23,7 @@ from trainer.grpo_algo import (
     allowed_mask,
     confident_groups,
     constrained_logprobs,
+    exact_kl,
     policy_objective,
 )
 from trainer.packing import Layout, per_sample, shared_prompt
@@ -96,7 +97,7 @@ class GRPOLearner:
             return shared_prompt(prompts, comps, list(groups), self.tok.pad_token_id, T)
         return per_sample(prompts, comps, self.tok.pad_token_id, T)
 
-    def _logprobs(self, model, lay: Layout, resp, allowed, temperature):
+    def _logprobs(self, model, lay: Layout, resp, allowed, temperature, full: bool = False):
         d = self.engine.device
         mask = lay.attention_mask.to(d)
         kw = {}
@@ -106,7 +107,7 @@ class GRPOLearner:
             kw["position_ids"] = lay.position_ids.to(d)
         logits = model(input_ids=lay.input_ids.to(d), attention_mask=mask, **kw).logits
         logits = logits.reshape(-1, logits.shape[-1])[lay.index.to(d).reshape(-1)]
-        return constrained_logprobs(logits.view(*lay.index.shape, -1), resp.to(d), allowed.to(d), temperature)
+        return constrained_logprobs(logits.view(*lay.index.shape, -1), resp.to(d), allowed.to(d), temperature, full)
 
     # ------------------------------------------------------------------ the update
     def update(self, b: StepBatch, kl_coef: float | None = None) -> dict:
@@ -132,26 +133,32 @@ class GRPOLearner:
         # old and reference log-probs of the whole batch before any optimizer step (PPO's "old" policy is
         # the one that sampled). With one micro-step the old policy *is* the current one, so its
         # log-probs are the policy forward's own, detached: one forward pass fewer per step.
+        # `full` KL needs the reference's whole next-token distribution, not only the sampled tokens' log-probs
+        full = self.cfg.algo.kl_estimator == "full" and self.ref is not None
         t_lp = time.perf_counter()
-        olds, refs = [], []
+        olds, refs, ref_alls = [], [], []
         with torch.no_grad():
             for (sl, _), lay in zip(slices, layouts):
                 olds.append(None if len(slices) == 1 else self._logprobs(
                     self.engine.module, lay, resp[sl], allowed[sl], b.temperature)[0])
-                refs.append(self._logprobs(self.ref, lay, resp[sl], allowed[sl], b.temperature)[0]
-                            if self.ref is not None else None)
+                r = self._logprobs(self.ref, lay, resp[sl], allowed[sl], b.temperature, full) \
+                    if self.ref is not None else (None, None, None)
+                refs.append(r[0])
+                ref_alls.append(r[2] if full else None)
         metrics["timing/logprob"] = time.perf_counter() - t_lp
         self.grad_norms = []
         real = sum(not pad for _, pad in slices)
-        for (sl, pad), lay, old, ref in zip(slices, layouts, olds, refs):
-            logp, ent = self._logprobs(self.engine, lay, resp[sl], allowed[sl], b.temperature)
+        for (sl, pad), lay, old, ref, ref_all in zip(slices, layouts, olds, refs, ref_alls):
+            logp, ent, *logp_all = self._logprobs(self.engine, lay, resp[sl], allowed[sl], b.temperature, full)
+            token_kl = exact_kl(logp_all[0], ref_all) if full else None
             old = logp.detach() if old is None else old
             # a padding micro-step (this rank ran out of rows) only keeps the collectives in line: an
             # all-zero mask gives it zero loss and zero gradient, and it adds no tokens to the global count
             mask = rmask[sl].to(logp.device) * (0.0 if pad else 1.0)
             tokens, seqs = self._all_reduce([float(mask.sum()), float((mask.sum(-1) > 0).sum())], "sum")
             info = {"dp_size": self.world, "batch_num_tokens": max(tokens, 1.0), "global_batch_size": max(seqs, 1.0)}
-            loss, m = policy_objective(logp, old, ref, adv[sl].to(logp.device), mask, self.cfg.algo, kl_coef, info)
+            loss, m = policy_objective(logp, old, ref, adv[sl].to(logp.device), mask, self.cfg.algo, kl_coef, info,
+                                       token_kl)
             if self.cfg.nll_coef > 0 and b.targets is not None and not pad:
                 nll = self._target_nll(b, sl)
                 loss = loss + self.cfg.nll_coef * nll
