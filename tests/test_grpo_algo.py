@@ -97,6 +97,8 @@ def test_exact_kl_by_hand():
     want = sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
     assert float(exact_kl(lp, ref)) == pytest.approx(want, rel=1e-5)
     assert float(exact_kl(ref, ref)) == pytest.approx(0.0, abs=1e-7)
+    forward = sum(qi * math.log(qi / pi) for pi, qi in zip(p, q))  # KL(π_ref ‖ π): weighted by the reference
+    assert float(exact_kl(lp, ref, forward=True)) == pytest.approx(forward, rel=1e-5)
     # as the KL term of the objective: β × the mean over the response tokens, replacing the sampled estimate
     cfg = AlgoConfig(kl_estimator="full", kl_coef=0.5)
     tk = exact_kl(lp, ref)

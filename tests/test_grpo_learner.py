@@ -132,8 +132,15 @@ for name, cs in (("same", [toks(0)] * len(comps)), ("distinct", comps)):
 # the KL term alone pulls the policy, moved away by the steps above, back toward the reference
 learner.cfg.algo.adv_estimator, learner.cfg.algo.kl_estimator, learner.cfg.algo.kl_coef = "grpo", "full", 1.0
 full_kl = [learner.update(batch)["actor/kl"] for _ in range(8)]
+learner.set_lr(5e-2)  # the forward KL from here: move away with the NLL step first, then back with the KL alone
+learner.cfg.nll_coef, learner.cfg.algo.kl_coef = 1.0, 0.0
+learner.update(batch)
+learner.cfg.nll_coef, learner.cfg.algo.kl_estimator, learner.cfg.algo.kl_coef = 0.0, "full_forward", 1.0
+learner.set_lr(1e-2)
+forward_kl = [learner.update(batch)["actor/kl"] for _ in range(8)]
 learner.set_lr(1e-5)
-print(json.dumps({"nll": nll, "lr": learner.engine.get_lr(), "gate": gate, "tree": tree, "full_kl": full_kl}))
+print(json.dumps({"nll": nll, "lr": learner.engine.get_lr(), "gate": gate, "tree": tree, "full_kl": full_kl,
+                  "forward_kl": forward_kl}))
 """
 
 
@@ -156,6 +163,8 @@ def test_nll_anchoring_and_set_lr(tmp_path):
     assert inj[0] == 0.0 and inj[1] > 0.0 and np.isfinite(inj[2]), out["gate"]
     assert out["tree"]["same"] == 0.0 and out["tree"]["distinct"] > 0.0, out["tree"]
     kl = out["full_kl"]
+    assert kl[0] > 0 and kl[-1] < 0.85 * kl[0], kl
+    kl = out["forward_kl"]
     assert kl[0] > 0 and kl[-1] < 0.85 * kl[0], kl
 
 

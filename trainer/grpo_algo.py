@@ -34,16 +34,20 @@ class AlgoConfig:
     kl_estimator: str = "low_var_kl"
     """verl's KL estimators on the sampled tokens: kl (k1), abs, mse (k2), low_var_kl (k3), each optionally with
     verl's straight-through `+` (e.g. `k3+`); or `full`: the exact KL(π ‖ π_ref) over every token the trie allows
-    at each generated position (`exact_kl`). The sampled estimators assume samples drawn from π; beam groups are
-    π's top items instead, so they see only those items' log-ratios, while `full` also weighs the items a
-    step pushes out of the beam."""
+    at each generated position (`exact_kl`); or `full_forward`: the exact KL(π_ref ‖ π) there, which weighs each
+    token by the reference's probability, so it charges the policy for the mass it takes from the SFT model's
+    likely items (mass-covering, as in distillation) where the reverse KL charges mostly for the mass it adds.
+    The sampled estimators assume samples drawn from π; beam groups are π's top items instead, so they see
+    only those items' log-ratios, while the exact ones also weigh the items a step pushes out of the beam."""
     kl_coef: float = 0.04
     """β; the curriculum may set it per stage."""
 
 
 KL_ESTIMATORS = ("kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3", "kl+", "k1+", "abs+", "low_var_kl+", "k3+",
-                 "full")
-"""The names `kl_estimator` accepts: verl's sampled-token estimators (with its straight-through `+`), and `full`."""
+                 "full", "full_forward")
+"""The names `kl_estimator` accepts: verl's sampled-token estimators (with its straight-through `+`), and the exact
+`full` (KL(π ‖ π_ref)) and `full_forward` (KL(π_ref ‖ π))."""
+EXACT_KL = ("full", "full_forward")
 
 TREE_GRPO = "tree_grpo"
 """Our estimator computed beside verl's registry: it needs the completions' tokens, which verl's signature lacks."""
@@ -153,14 +157,15 @@ def _verl_actor_config(cfg: AlgoConfig, batch_info: dict):
                              "loss_agg_mode": cfg.loss_agg_mode, "global_batch_info": batch_info})
 
 
-def exact_kl(logp_all: torch.Tensor, ref_all: torch.Tensor) -> torch.Tensor:
-    """KL(π ‖ π_ref) [N, T] at each position, summed over the vocabulary: Σ_v π(v) (log π(v) − log π_ref(v)).
+def exact_kl(logp_all: torch.Tensor, ref_all: torch.Tensor, forward: bool = False) -> torch.Tensor:
+    """KL(π ‖ π_ref) [N, T] at each position, summed over the vocabulary: Σ_v π(v) (log π(v) − log π_ref(v));
+    with `forward`, KL(π_ref ‖ π) = Σ_v π_ref(v) (log π_ref(v) − log π(v)).
 
     Both are log-softmax outputs [N, T, V] over the same allowed tokens (`constrained_logprobs(..., full=True)`);
     a token outside them is −inf in both and contributes 0."""
-    p = logp_all.exp()
-    diff = (logp_all - ref_all).masked_fill(~torch.isfinite(logp_all), 0.0)
-    return (p * diff).sum(-1)
+    a, b = (ref_all, logp_all) if forward else (logp_all, ref_all)
+    diff = (a - b).masked_fill(~torch.isfinite(a), 0.0)
+    return (a.exp() * diff).sum(-1)
 
 
 def policy_objective(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None, adv: torch.Tensor,
@@ -170,8 +175,8 @@ def policy_objective(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch
 
     `batch_info` is verl's global-batch description for data parallelism: {"dp_size", "batch_num_tokens",
     "global_batch_size"} summed over all ranks, so the ranks' averaged gradients equal the global mean.
-    `token_kl` [N, T] is the exact per-position KL (`exact_kl`), which `kl_estimator=full` needs in place of
-    the sampled tokens' `ref_logp`.
+    `token_kl` [N, T] is the exact per-position KL (`exact_kl`), which `kl_estimator=full` / `full_forward` need
+    in place of the sampled tokens' `ref_logp`.
     """
     from verl.trainer.ppo.core_algos import agg_loss, get_policy_loss_fn, kl_penalty
 
@@ -183,11 +188,12 @@ def policy_objective(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch
     metrics["actor/pg_loss"] = float(pg_loss.detach())
     beta = cfg.kl_coef if kl_coef is None else kl_coef
     loss = pg_loss
-    if cfg.kl_estimator == "full" and beta > 0 and ref_logp is not None and token_kl is None:
-        raise ValueError("kl_estimator=full needs the exact per-token KL (token_kl = exact_kl(...)), not only the "
-                         "sampled tokens' reference log-probs")
+    exact = cfg.kl_estimator in EXACT_KL
+    if exact and beta > 0 and ref_logp is not None and token_kl is None:
+        raise ValueError(f"kl_estimator={cfg.kl_estimator} needs the exact per-token KL (token_kl = exact_kl(...)), "
+                         "not only the sampled tokens' reference log-probs")
     if ref_logp is not None and beta > 0:
-        kl = token_kl if cfg.kl_estimator == "full" else kl_penalty(logp, ref_logp, cfg.kl_estimator)
+        kl = token_kl if exact else kl_penalty(logp, ref_logp, cfg.kl_estimator)
         kl_loss = agg_loss(kl, mask, cfg.loss_agg_mode, **batch_info)
         loss = loss + beta * kl_loss
         metrics["actor/kl"] = float(kl_loss.detach())

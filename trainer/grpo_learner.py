@@ -18,6 +18,7 @@ import torch
 
 from trainer.batch import StepBatch
 from trainer.grpo_algo import (
+    EXACT_KL,
     AlgoConfig,
     advantages,
     allowed_mask,
@@ -133,8 +134,9 @@ class GRPOLearner:
         # old and reference log-probs of the whole batch before any optimizer step (PPO's "old" policy is
         # the one that sampled). With one micro-step the old policy *is* the current one, so its
         # log-probs are the policy forward's own, detached: one forward pass fewer per step.
-        # `full` KL needs the reference's whole next-token distribution, not only the sampled tokens' log-probs
-        full = self.cfg.algo.kl_estimator == "full" and self.ref is not None
+        # an exact KL needs the reference's whole next-token distribution, not only the sampled tokens' log-probs
+        full = self.cfg.algo.kl_estimator in EXACT_KL and self.ref is not None
+        forward = self.cfg.algo.kl_estimator == "full_forward"
         t_lp = time.perf_counter()
         olds, refs, ref_alls = [], [], []
         with torch.no_grad():
@@ -150,7 +152,7 @@ class GRPOLearner:
         real = sum(not pad for _, pad in slices)
         for (sl, pad), lay, old, ref, ref_all in zip(slices, layouts, olds, refs, ref_alls):
             logp, ent, *logp_all = self._logprobs(self.engine, lay, resp[sl], allowed[sl], b.temperature, full)
-            token_kl = exact_kl(logp_all[0], ref_all) if full else None
+            token_kl = exact_kl(logp_all[0], ref_all, forward) if full else None
             old = logp.detach() if old is None else old
             # a padding micro-step (this rank ran out of rows) only keeps the collectives in line: an
             # all-zero mask gives it zero loss and zero gradient, and it adds no tokens to the global count
