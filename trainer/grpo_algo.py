@@ -2,8 +2,9 @@
 
 - advantages: verl's registered estimators (default `grpo`: A_i = (r_i − mean_group) / (std_group + ε));
 - policy loss: verl's registered losses (default `vanilla`: PPO-clip with dual clip);
-- KL to the frozen reference: verl's estimators (default `low_var_kl`) on the sampled tokens, or `full`, the
-  exact KL over every token the trie allows at each generated position (`exact_kl`), aggregated like the loss;
+- KL to the frozen reference: verl's estimators (default `low_var_kl`) on the sampled tokens, or the exact KL
+  over every token the trie allows at each generated position (`exact_kl`: `full` and `full_forward`),
+  aggregated like the loss;
 - constrained log-probs: the learner scores each sampled SID token under the same distribution the
   rollout engine sampled from — logits / temperature, masked to the trie's continuations — or the
   importance ratio would compare different distributions.
