@@ -148,7 +148,8 @@ def test_nll_anchoring_and_set_lr(tmp_path):
     """With equal rewards (no policy gradient) and no KL, the NLL term alone trains the targets; the
     curriculum's learning-rate change reaches the optimizer; `pg_gate_top_k` zeroes the advantages of the
     groups whose most likely sample already has the best reward (an injected row is never the most likely);
-    `tree_grpo` gives repeated codes no credit; the exact KL (`kl_estimator=full`) trains back toward the reference."""
+    `tree_grpo` gives repeated codes no credit; both exact KLs (`kl_estimator=full`, `full_forward`)
+    train back toward the reference."""
     proc = subprocess.run([sys.executable, "-c", NLL_CODE, str(tmp_path), "synthetic:users=40,items=40,days=20,seed=3",
                            "400"], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)

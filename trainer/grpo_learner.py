@@ -136,7 +136,6 @@ class GRPOLearner:
         # log-probs are the policy forward's own, detached: one forward pass fewer per step.
         # an exact KL needs the reference's whole next-token distribution, not only the sampled tokens' log-probs
         full = self.cfg.algo.kl_estimator in EXACT_KL and self.ref is not None
-        forward = self.cfg.algo.kl_estimator == "full_forward"
         t_lp = time.perf_counter()
         olds, refs, ref_alls = [], [], []
         with torch.no_grad():
@@ -151,8 +150,9 @@ class GRPOLearner:
         self.grad_norms = []
         real = sum(not pad for _, pad in slices)
         for (sl, pad), lay, old, ref, ref_all in zip(slices, layouts, olds, refs, ref_alls):
-            logp, ent, *logp_all = self._logprobs(self.engine, lay, resp[sl], allowed[sl], b.temperature, full)
-            token_kl = exact_kl(logp_all[0], ref_all, forward) if full else None
+            logp, ent, *dist = self._logprobs(self.engine, lay, resp[sl], allowed[sl], b.temperature, full)
+            token_kl = (exact_kl(dist[0], ref_all, forward=self.cfg.algo.kl_estimator == "full_forward")
+                        if full else None)
             old = logp.detach() if old is None else old
             # a padding micro-step (this rank ran out of rows) only keeps the collectives in line: an
             # all-zero mask gives it zero loss and zero gradient, and it adds no tokens to the global count
