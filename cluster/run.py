@@ -132,6 +132,7 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
     from cluster.ray_local import descendants, init_local_ray, shutdown_local_ray
     from evaluation.evaluate import evaluate
     from evaluation.model_method import ModelMethod
+    from feedback.category_knn import CategoryKnn
     from feedback.split import (
         holdout_validation_windows,
         in_fresh_tail,
@@ -168,7 +169,8 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
         log.info("GRPO examples: %d of %d (each user's %d latest)", len(examples), n0, cfg.grpo.examples_per_user)
     rc = cfg.grpo.reward
     gt = build_ground_truth(examples, split, rc.swing_n, future_swing_n=rc.future_swing_n, weighting=rc.gts_weighting,
-                            transition_n=rc.transition_n)
+                            transition_n=rc.transition_n, category_n=rc.category_n,
+                            category_knn=CategoryKnn(split, rc.category_knn) if rc.category_n else None)
 
     def validate_in_driver(model_dir: Path) -> np.ndarray:
         m = ModelMethod(checkpoint=str(model_dir), sid_dir=str(sid_dir))

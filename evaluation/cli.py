@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from common.atomic import check_writable, write_json_atomic
 from common.config import build, to_dict
+from feedback.category_knn import CategoryKnnConfig
 from feedback.split import SplitConfig
 from feedback.swing import SwingConfig
 
@@ -17,6 +18,8 @@ from feedback.swing import SwingConfig
 class EvalConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     swing: SwingConfig = field(default_factory=SwingConfig)
+    category_knn: CategoryKnnConfig = field(default_factory=CategoryKnnConfig)
+    """--method category_knn (feedback/category_knn.py)."""
     seed: int = 0
     batch_size: int = 256
 
@@ -54,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.k > len(data.items):
         raise ValueError(f"--k {a.k} is larger than the catalogue of {a.data} ({len(data.items)} items): lower --k")
     split = make_split(data, cfg.split)
-    kwargs = {"swing": cfg.swing} if a.method == "swing" else {"seed": cfg.seed} if a.method == "random" else {}
+    kwargs = {"swing": {"swing": cfg.swing}, "random": {"seed": cfg.seed},
+              "category_knn": {"knn": cfg.category_knn}}.get(a.method, {})
     if a.method == "model":
         if not a.checkpoint:
             p.error("--method model needs --checkpoint DIR")

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from common.registry import registrar
+from feedback.category_knn import CategoryKnn, CategoryKnnConfig
 from feedback.split import Split
 from feedback.swing import SwingConfig, swing_similarity
 
@@ -129,3 +130,28 @@ class Swing(ScoreMethod):
         cols = np.concatenate(cols) if cols else np.empty(0, int)
         Q = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(test_rows), self.split.n_items))
         return np.asarray((Q @ self.S).todense()) + self.pop_tiebreak * self.pop
+
+
+@register_method("category_knn")
+@dataclass
+class CategoryKnnMethod(ScoreMethod):
+    """Category-level user-kNN on the training events (feedback/category_knn.py): the negatives of the users
+    whose category profile (negatives and positives) is closest to the test user's context."""
+
+    knn: CategoryKnnConfig = field(default_factory=CategoryKnnConfig)
+    pop_tiebreak: float = 1e-6
+
+    def fit(self, split: Split) -> None:
+        self.split = split
+        self.model = CategoryKnn(split, self.knn)
+        counts = split.train_negative_counts().astype(np.float64)
+        self.pop = counts / max(counts.max(), 1.0)
+
+    def scores(self, test_rows):
+        test = self.split.test
+        rows = np.asarray(test_rows)
+        ctx_items = [test["context_items"].iat[r] for r in rows]
+        ctx_fb = [test["context_fb"].iat[r] for r in rows]
+        # the test user's own training row is their context: never their own neighbour
+        own = test["uidx"].to_numpy(np.int64)[rows]
+        return self.model.item_scores(ctx_items, ctx_fb, own) + self.pop_tiebreak * self.pop

@@ -80,6 +80,10 @@ def fetch(name: str, url: str | None = None, sha256: str | None = None, timeout_
             raise ValueError(f"{root}: the cached {name} has SHA-256 {rec.get('sha256')}, not the pinned {want}; "
                              f"delete {root} and fetch again")
         return target
+    if target.is_dir() and any(target.iterdir()):
+        # unpacked by hand, as the offline error below tells a user to do: nothing to verify it against
+        log.warning("%s: using the files placed by hand in %s (no archive, so no checksum was checked)", name, target)
+        return target
     root.mkdir(parents=True, exist_ok=True)
     archive = root / Path(url.split("?")[0]).name
     part = archive.with_name(archive.name + ".part")

@@ -2,7 +2,8 @@
 
 GTS (ground-truth set) = the example's negatives within the horizon ∪ the top-n Swing neighbours of
 its context negatives (Swing on the negative-feedback graph of the training events), and optionally
-∪ the top-n Swing neighbours of its future negatives. FPS = its positives within the horizon. Sets
+∪ the top-n Swing neighbours of its future negatives, and optionally ∪ the top-n items of a category-level
+user-kNN for its context (feedback/category_knn.py). FPS = its positives within the horizon. Sets
 are packed as CSR arrays (indptr + item indices), which is what the reward actors receive once
 through the object store. A GTS may carry a weight per item (`gts_weights`): with
 `weighting="swing_score"`, a future negative weighs 1 and a neighbour its Swing score over the
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from feedback.category_knn import CategoryKnn
 from feedback.split import Split
 from feedback.swing import SwingConfig, swing_similarity
 
@@ -148,6 +150,23 @@ def context_neighbours(examples: pd.DataFrame, similarity: sp.csr_matrix, n: int
     return [_top_neighbours(scores, r, np.unique(c), n) for r, c in enumerate(ctx_neg)]
 
 
+def category_targets(examples: pd.DataFrame, knn: "CategoryKnn", n: int, block: int = 1024
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per example, the `n` best items of the category-level user-kNN (feedback/category_knn.py) for its context,
+    outside the context, best first, with their scores; its own user is never its neighbour."""
+    out = []
+    for s in range(0, len(examples), block):
+        part = examples.iloc[s:s + block]
+        ctx_items, ctx_fb = list(part["ctx_items"]), list(part["ctx_fb"])
+        scores = knn.item_scores(ctx_items, ctx_fb, part["uidx"].to_numpy(np.int64))
+        for row, items in zip(scores, ctx_items):
+            row[np.asarray(items, np.int64)] = 0.0
+            cand = np.flatnonzero(row > 0)
+            top = cand[np.lexsort((cand, -row[cand]))[:n]]
+            out.append((top.astype(np.int64), row[top]))
+    return out
+
+
 def popularity_weights(neg_counts: np.ndarray) -> np.ndarray:
     """Per item: min(1, √((m + 1) / (c + 1))), c = its training negatives, m = the median c over items with c > 0."""
     c = np.asarray(neg_counts, dtype=np.float64)
@@ -158,15 +177,16 @@ def popularity_weights(neg_counts: np.ndarray) -> np.ndarray:
 def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
                        swing: SwingConfig | None = None, similarity: sp.csr_matrix | None = None,
                        future_swing_n: int = 0, weighting: str = "flat", transition_n: int = 0,
-                       transitions: sp.csr_matrix | None = None, neg_counts: np.ndarray | None = None
-                       ) -> GroundTruth:
+                       transitions: sp.csr_matrix | None = None, neg_counts: np.ndarray | None = None,
+                       category_n: int = 0, category_knn: "CategoryKnn | None" = None) -> GroundTruth:
     """GTS/FPS for every training example (rows of `feedback.split.training_examples`). `similarity`: the
     split's Swing matrix when the caller already has it (examples built in chunks share one).
     `future_swing_n`: Swing neighbours of the example's future negatives also join its GTS. `weighting`:
     "flat" (no weights), "swing_score" or "inverse_pop" (see the module docstring; `neg_counts`: the items'
     training negative counts, from the split when not given). `transition_n`: the items most likely to
     be disliked next after the context negatives (`transition_scores`, passed as `transitions` when built)
-    also join the GTS."""
+    also join the GTS. `category_n`: the best items of the category-level user-kNN for the example's context
+    (`category_targets`; `category_knn` when already fitted) also join it."""
     if weighting not in WEIGHTINGS:
         raise ValueError(f"GTS weighting {weighting!r} is unknown; use one of {WEIGHTINGS}")
     S = similarity if similarity is not None else swing_similarity(split.negative_matrix(), swing or SwingConfig())
@@ -178,6 +198,9 @@ def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
     if transition_n:
         T = transitions if transitions is not None else transition_scores(split)
         tscores = (_query(ctx_neg, n, split.n_items) @ T).tocsr()
+    if category_n:
+        knn = category_knn if category_knn is not None else CategoryKnn(split)
+        cat_targets = category_targets(examples, knn, category_n)
     if weighting == "inverse_pop":
         pop_w = popularity_weights(neg_counts if neg_counts is not None else split.train_negative_counts())
     gts, fps, weights = [], [], []
@@ -190,6 +213,8 @@ def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
             parts.append(_top_neighbours(fscores, r, np.union1d(own, fneg), future_swing_n))
         if transition_n:
             parts.append(_top_neighbours(tscores, r, own, transition_n))
+        if category_n:
+            parts.append(cat_targets[r])
         u, inv = np.unique(np.concatenate([p[0] for p in parts]), return_inverse=True)
         gts.append(u)
         if weighting == "swing_score":
@@ -215,6 +240,8 @@ def chunked_ground_truth(split: Split, max_context: int, users_per_chunk: int, s
     S = similarity if similarity is not None else swing_similarity(split.negative_matrix(), SwingConfig())
     if kw.get("transition_n") and kw.get("transitions") is None:
         kw["transitions"] = transition_scores(split)  # one matrix for every chunk, like Swing's
+    if kw.get("category_n") and kw.get("category_knn") is None:
+        kw["category_knn"] = CategoryKnn(split)  # fitted on the whole split, once
     if kw.get("weighting") == "inverse_pop" and kw.get("neg_counts") is None:
         kw["neg_counts"] = split.train_negative_counts()  # the whole split's counts, once
     for part in user_chunks(split, users_per_chunk):

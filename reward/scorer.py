@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from feedback.category_knn import CategoryKnnConfig
 from reward.builtin import REWARDS, RewardBatch
 from reward.ground_truth import GroundTruth
 from reward.plugins import FAILURES, Plugin
@@ -51,6 +52,12 @@ class RewardConfig:
     transition_n: int = 0
     """The items most often disliked within the horizon after the context negatives, over training users
     (reward.ground_truth.transition_scores), also added to the GTS (0 = none)."""
+    category_n: int = 0
+    """The best items of a category-level user-kNN for the example's context (feedback/category_knn.py: what
+    users with the same category profile of negatives and positives dislike) also added to the GTS (0 = none).
+    Needs an item category column."""
+    category_knn: CategoryKnnConfig = field(default_factory=CategoryKnnConfig)
+    """Its neighbours, positive weight and category column."""
     gts_weighting: str = "flat"
     """'flat': a hit on any GTS item counts the same; 'swing_score': a future negative weighs 1, a Swing
     neighbour its score over the example's best neighbour score; 'inverse_pop': an item weighs

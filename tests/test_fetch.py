@@ -57,6 +57,12 @@ def test_fetch_without_the_archive_says_where_to_put_the_files(tmp_path, cache):
     with pytest.raises(FileNotFoundError, match=r"cannot download movielens-1m from file://.*Without a network.*"
                                                 r"movielens-1m/ml-1m holds the files"):
         fetch("movielens-1m", url=(tmp_path / "missing.zip").as_uri())
+    # doing what the message says works: the files placed by hand are read, with no network (a regression:
+    # the folder was ignored without the mark a download writes, so the advice led to the same error)
+    with zipfile.ZipFile(ml1m_zip(tmp_path / "ml-1m.zip")) as z:
+        z.extractall(cache / "movielens-1m")
+    assert fetch("movielens-1m", url=(tmp_path / "missing.zip").as_uri()) == cache / "movielens-1m" / "ml-1m"
+    assert len(load("movielens-1m").events) == 4
     with pytest.raises(ValueError, match="unknown public dataset"):
         fetch("movielens-2m")
 
