@@ -308,6 +308,10 @@ def load_data(cfg: RunConfig):
     from feedback.split import make_split
 
     data = load(cfg.data)
+    if cfg.run_grpo and cfg.grpo.reward.category_n:
+        from feedback.category_knn import category_column
+
+        category_column(data, cfg.grpo.reward.category_knn.column)  # before the minutes of SFT, not after
     split = make_split(data, cfg.split)
     log.info("data: %s; %d test users", data.report.summary().replace("\n", "; "), len(split.test))
     return data, split

@@ -37,6 +37,17 @@ class CategoryKnnConfig:
     """Memory for one block of query × user similarities (queries are scored in blocks of this size)."""
 
 
+def category_column(data, column: str = "") -> str:
+    """The item column the kNN reads: `column`, else the dataset's first category column; a clear error if none."""
+    column = column or (data.category_columns[0] if data.category_columns else "")
+    if not column or column not in data.items.columns:
+        raise ValueError(
+            f"category kNN needs an item category column; {data.name} has "
+            f"{'none' if not column else f'no column {column!r}'} (item columns: {list(data.items.columns)}). "
+            "Name one with grpo.reward.category_knn.column, or leave grpo.reward.category_n at 0")
+    return column
+
+
 def category_matrix(items, column: str) -> tuple[np.ndarray, list[str]]:
     """Items × categories: 1/m in each of an item's m categories ('|'-separated values), and the category names."""
     lists = [[c for c in str(v).split("|") if c] if v == v else [] for v in items[column].tolist()]
@@ -61,13 +72,7 @@ class CategoryKnn:
         if cfg.k < 1 or cfg.pos_weight < 0:
             raise ValueError(f"category kNN: k={cfg.k} must be ≥ 1 and pos_weight={cfg.pos_weight} ≥ 0")
         d = split.data
-        column = cfg.column or (d.category_columns[0] if d.category_columns else "")
-        if not column or column not in d.items.columns:
-            raise ValueError(
-                f"category kNN needs an item category column; {d.name} has "
-                f"{'none' if not column else f'no column {column!r}'} (item columns: {list(d.items.columns)}). "
-                "Name one with the data's category column, or leave grpo.reward.category_n at 0")
-        self.column = column
+        self.column = column = category_column(d, cfg.column)
         self.G, self.categories = category_matrix(d.items, column)
         tr = split.train
         u, i, f = (tr[c].to_numpy(np.int64) for c in ("uidx", "iidx", "fb"))

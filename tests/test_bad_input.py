@@ -157,6 +157,18 @@ def test_cli_bad_input(case, tmp_path, capsys):
     assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()  # nothing half-written
 
 
+def test_category_targets_without_the_column_fail_before_sft(tmp_path, capsys):
+    """The category kNN's column is checked when the data loads, not after the minutes of SID and SFT stages."""
+    argv = _run(tmp_path, "data=synthetic:users=30,items=30,days=10", "grpo.reward.category_n=5",
+                "grpo.reward.category_knn.column=genre")
+    assert conrec(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "category kNN needs an item category column; " in err and "no column 'genre'" in err
+    assert "grpo.reward.category_knn.column" in err
+    assert not (tmp_path / "r" / "sid").exists() and not (tmp_path / "r" / "sft").exists()
+
+
 def test_users_without_negatives_are_skipped_and_counted(tmp_path, caplog):
     import logging
 
