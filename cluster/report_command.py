@@ -90,7 +90,7 @@ def rebuild_partial(run: Path) -> Path:
     _, split = load_data(cfg)
     sid_dir = run / "sid" if (run / "sid").exists() else run.parent / "sid"
     results, per_user = {}, {}
-    for name in ("pop", "swing"):
+    for name in ("pop", "swing", *cfg.extra_baselines):
         r = evaluate(get_method(name), split, k=cfg.k, progress=False)
         results[name], per_user[name] = r["metrics"], r["per_user"]
     for name, d in (("sft_only", run / "sft" / "final"), ("conrec", run / "final")):

@@ -252,7 +252,7 @@ def stage_eval(cfg: RunConfig, split, sid_dir: Path, models: dict, run: Path) ->
     WHERE["stage"] = f"evaluation ({run})"
     log.info("[4/5] evaluation on the test split (%d users)", len(split.test))
     results, per_user, where = {}, {}, {}
-    for name in ("pop", "swing"):
+    for name in ("pop", "swing", *cfg.extra_baselines):
         r = evaluate(get_method(name), split, k=cfg.k, progress=False)
         results[name], per_user[name] = r["metrics"], r["per_user"]
     for name, d in models.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cluster.placement import STRATEGIES
+from evaluation.methods import METHODS as BASELINE_METHODS
 from feedback.split import SplitConfig
 from reward.scorer import RewardConfig
 from rollout.engine import EngineConfig, SamplingConfig
@@ -115,6 +116,9 @@ class RunConfig:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     topology: TopologyConfig = field(default_factory=TopologyConfig)
     k: int = 20
+    extra_baselines: list[str] = field(default_factory=list)
+    """More non-LLM methods (evaluation/methods.py names, e.g. category_knn) evaluated on the test split and
+    reported beside pop and Swing, which are always there (the report's comparisons are against Swing)."""
     evaluate_on: str = "driver"
     """Where the final evaluation runs: 'driver' (each model reloaded, HF trie beam search on the driver: the
     exact protocol) or 'engines' (right after GRPO, on the rollout engines and learners that hold the weights:
@@ -178,6 +182,8 @@ def validate(cfg: RunConfig) -> None:
         (g.validate_on != "engines" or cfg.k + 20 <= cfg.rollout.max_logprobs,
          f"grpo.validate_on=engines ranks K + 20 = {cfg.k + 20} beams: raise rollout.max_logprobs"),
         (cfg.k >= 1, f"k={cfg.k} must be ≥ 1"),
+        (not (bad := [m for m in cfg.extra_baselines if m not in BASELINE_METHODS or m == "model"]),
+         f"extra_baselines: {bad} are not non-LLM methods; choose from {sorted(set(BASELINE_METHODS) - {'model'})}"),
         *((False, msg) for msg in sp.problems()),
         (cfg.curriculum.name in CURRICULA, f"curriculum.name={cfg.curriculum.name!r}; registered: {sorted(CURRICULA)}"),
     ]

@@ -18,7 +18,8 @@ def test_conrec_run_tiny(tiny_run):
     """The session's tiny run (tests/conftest.py): 2 rollout actors, 2 learner ranks, a checkpoint every step."""
     run, proc = tiny_run
     rep = json.loads((run / "report.json").read_text())
-    assert set(rep["results"]) == {"pop", "swing", "sft_only", "conrec"}
+    # configs/demo.yaml adds the category kNN to the baselines
+    assert set(rep["results"]) == {"pop", "swing", "category_knn", "sft_only", "conrec"}
     assert {"FHR@20", "HR@20", "LUF@20", "LIF@20", "CandAcc", "alignment_acc"} <= set(rep["results"]["conrec"])
     assert [s["stage"] for s in rep["curriculum"]][0] == "start"
     steps = [json.loads(x) for x in (run / "grpo" / "metrics.jsonl").read_text().splitlines()]
@@ -115,7 +116,7 @@ def test_conrec_run_seeds_share_sids_and_report_cis(tmp_path):
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-5000:]
     rep = json.loads((run / "report.json").read_text())
-    assert rep["seeds"] == [0, 1] and set(rep["mean_sd"]) == {"pop", "swing", "sft_only"}
+    assert rep["seeds"] == [0, 1] and set(rep["mean_sd"]) == {"pop", "swing", "category_knn", "sft_only"}
     assert rep["mean_sd"]["swing"]["FHR@20"]["sd"] == 0.0  # a count-based baseline does not depend on the seed
     c = rep["paired_seed_avg"]["swing"]["sft_only"]["FHR@20"]
     assert c["lo"] <= c["diff"] <= c["hi"] and c["n"] > 0
