@@ -104,10 +104,10 @@ def windows_by_context(split, knn_k: int = 50, n: int = 20) -> list[dict]:
     window's context length: what GRPO's GTS part `grpo.reward.category_n` would teach on each window."""
     from feedback.category_knn import CategoryKnn, CategoryKnnConfig
     from feedback.split import training_examples
-    from reward.ground_truth import category_targets
+    from reward.ground_truth import knn_targets
 
     ex = training_examples(split, max_context=40)
-    top = category_targets(ex, CategoryKnn(split, CategoryKnnConfig(k=knn_k)), n)
+    top = knn_targets(ex, CategoryKnn(split, CategoryKnnConfig(k=knn_k)), n)
     pop = np.argsort(-split.train_negative_counts(), kind="stable")
     lens = ex["ctx_items"].map(len).to_numpy()
     knn_hit = np.array([np.isin(t, f).any() for (t, _), f in zip(top, ex["future_neg"])])

@@ -140,6 +140,7 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
         training_examples,
         validation_users,
     )
+    from feedback.user_knn import UserKnn
     from reward.ground_truth import build_ground_truth
     from trainer.metrics_log import MetricsLog
     from trainer.models import check_model_dir
@@ -170,7 +171,8 @@ def stage_grpo(cfg: RunConfig, split, index, sid_dir: Path, sft_dir: Path, run: 
     rc = cfg.grpo.reward
     gt = build_ground_truth(examples, split, rc.swing_n, future_swing_n=rc.future_swing_n, weighting=rc.gts_weighting,
                             transition_n=rc.transition_n, category_n=rc.category_n,
-                            category_knn=CategoryKnn(split, rc.category_knn) if rc.category_n else None)
+                            category_knn=CategoryKnn(split, rc.category_knn) if rc.category_n else None,
+                            user_knn_n=rc.user_knn_n, user_knn=UserKnn(split, rc.user_knn) if rc.user_knn_n else None)
 
     def validate_in_driver(model_dir: Path) -> np.ndarray:
         m = ModelMethod(checkpoint=str(model_dir), sid_dir=str(sid_dir))

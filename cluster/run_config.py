@@ -166,9 +166,11 @@ def validate(cfg: RunConfig) -> None:
         (g.learner.lr > 0 and g.learner.micro_batch >= 1, "grpo.learner.lr must be > 0 and micro_batch ≥ 1"),
         (g.examples_per_user >= 0, f"grpo.examples_per_user={g.examples_per_user} must be ≥ 0 (0 = every example)"),
         (0.0 <= g.fresh_tail < 1.0, f"grpo.fresh_tail={g.fresh_tail} must be in [0, 1) (0 = off)"),
-        (min(g.reward.swing_n, g.reward.future_swing_n, g.reward.transition_n, g.reward.category_n) >= 0,
+        (min(g.reward.swing_n, g.reward.future_swing_n, g.reward.transition_n, g.reward.category_n,
+             g.reward.user_knn_n) >= 0,
          f"grpo.reward.swing_n={g.reward.swing_n}, future_swing_n={g.reward.future_swing_n}, transition_n="
-         f"{g.reward.transition_n} and category_n={g.reward.category_n} must be ≥ 0"),
+         f"{g.reward.transition_n}, category_n={g.reward.category_n} and user_knn_n={g.reward.user_knn_n} must be "
+         "≥ 0"),
         (g.reward.gts_weighting in WEIGHTINGS,
          f"grpo.reward.gts_weighting={g.reward.gts_weighting!r} must be one of {', '.join(WEIGHTINGS)}"),
         (g.val_users >= 0, f"grpo.val_users={g.val_users} must be ≥ 0 (0 = all)"),

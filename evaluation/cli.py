@@ -12,6 +12,7 @@ from common.config import build, to_dict
 from feedback.category_knn import CategoryKnnConfig
 from feedback.split import SplitConfig
 from feedback.swing import SwingConfig
+from feedback.user_knn import UserKnnConfig
 
 
 @dataclass
@@ -20,6 +21,8 @@ class EvalConfig:
     swing: SwingConfig = field(default_factory=SwingConfig)
     category_knn: CategoryKnnConfig = field(default_factory=CategoryKnnConfig)
     """--method category_knn (feedback/category_knn.py)."""
+    user_knn: UserKnnConfig = field(default_factory=UserKnnConfig)
+    """--method user_knn (feedback/user_knn.py)."""
     seed: int = 0
     batch_size: int = 256
 
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--k {a.k} is larger than the catalogue of {a.data} ({len(data.items)} items): lower --k")
     split = make_split(data, cfg.split)
     kwargs = {"swing": {"swing": cfg.swing}, "random": {"seed": cfg.seed},
-              "category_knn": {"knn": cfg.category_knn}}.get(a.method, {})
+              "category_knn": {"knn": cfg.category_knn}, "user_knn": {"knn": cfg.user_knn}}.get(a.method, {})
     if a.method == "model":
         if not a.checkpoint:
             p.error("--method model needs --checkpoint DIR")

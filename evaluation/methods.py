@@ -17,6 +17,7 @@ from common.registry import registrar
 from feedback.category_knn import CategoryKnn, CategoryKnnConfig
 from feedback.split import Split
 from feedback.swing import SwingConfig, swing_similarity
+from feedback.user_knn import UserKnn, UserKnnConfig
 
 METHODS: dict[str, Callable[..., "Method"]] = {}
 LAZY = {"model": "evaluation.model_method"}  # registered on import (pulls in torch/transformers)
@@ -154,4 +155,28 @@ class CategoryKnnMethod(ScoreMethod):
         ctx_fb = [test["context_fb"].iat[r] for r in rows]
         # the test user's own training row is their context: never their own neighbour
         own = test["uidx"].to_numpy(np.int64)[rows]
+        return self.model.item_scores(ctx_items, ctx_fb, own) + self.pop_tiebreak * self.pop
+
+
+@register_method("user_knn")
+@dataclass
+class UserKnnMethod(ScoreMethod):
+    """Item-level user-kNN on the training events (feedback/user_knn.py): the negatives of the users whose
+    negatives and positives overlap the test user's context most."""
+
+    knn: UserKnnConfig = field(default_factory=UserKnnConfig)
+    pop_tiebreak: float = 1e-6
+
+    def fit(self, split: Split) -> None:
+        self.split = split
+        self.model = UserKnn(split, self.knn)
+        counts = split.train_negative_counts().astype(np.float64)
+        self.pop = counts / max(counts.max(), 1.0)
+
+    def scores(self, test_rows):
+        test = self.split.test
+        rows = np.asarray(test_rows)
+        ctx_items = [test["context_items"].iat[r] for r in rows]
+        ctx_fb = [test["context_fb"].iat[r] for r in rows]
+        own = test["uidx"].to_numpy(np.int64)[rows]  # the test user's training row is their context
         return self.model.item_scores(ctx_items, ctx_fb, own) + self.pop_tiebreak * self.pop

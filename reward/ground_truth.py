@@ -3,7 +3,8 @@
 GTS (ground-truth set) = the example's negatives within the horizon ∪ the top-n Swing neighbours of
 its context negatives (Swing on the negative-feedback graph of the training events), and optionally
 ∪ the top-n Swing neighbours of its future negatives, and optionally ∪ the top-n items of a category-level
-user-kNN for its context (feedback/category_knn.py). FPS = its positives within the horizon. Sets
+user-kNN for its context (feedback/category_knn.py) and of an item-level one (feedback/user_knn.py).
+FPS = its positives within the horizon. Sets
 are packed as CSR arrays (indptr + item indices), which is what the reward actors receive once
 through the object store. A GTS may carry a weight per item (`gts_weights`): with
 `weighting="swing_score"`, a future negative weighs 1 and a neighbour its Swing score over the
@@ -26,6 +27,7 @@ import scipy.sparse as sp
 from feedback.category_knn import CategoryKnn
 from feedback.split import Split
 from feedback.swing import SwingConfig, swing_similarity
+from feedback.user_knn import UserKnn
 
 
 @dataclass
@@ -150,10 +152,10 @@ def context_neighbours(examples: pd.DataFrame, similarity: sp.csr_matrix, n: int
     return [_top_neighbours(scores, r, np.unique(c), n) for r, c in enumerate(ctx_neg)]
 
 
-def category_targets(examples: pd.DataFrame, knn: "CategoryKnn", n: int, block: int = 1024
-                     ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per example, the `n` best items of the category-level user-kNN (feedback/category_knn.py) for its context,
-    outside the context, best first, with their scores; its own user is never its neighbour."""
+def knn_targets(examples: pd.DataFrame, knn, n: int, block: int = 1024) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per example, the `n` best items of a user-kNN (feedback/category_knn.py, feedback/user_knn.py: anything with
+    `item_scores(ctx_items, ctx_fb, exclude_users)`) for its context, outside the context, best first, with their
+    scores; its own user is never its neighbour."""
     out = []
     for s in range(0, len(examples), block):
         part = examples.iloc[s:s + block]
@@ -178,7 +180,8 @@ def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
                        swing: SwingConfig | None = None, similarity: sp.csr_matrix | None = None,
                        future_swing_n: int = 0, weighting: str = "flat", transition_n: int = 0,
                        transitions: sp.csr_matrix | None = None, neg_counts: np.ndarray | None = None,
-                       category_n: int = 0, category_knn: "CategoryKnn | None" = None) -> GroundTruth:
+                       category_n: int = 0, category_knn: "CategoryKnn | None" = None, user_knn_n: int = 0,
+                       user_knn: "UserKnn | None" = None) -> GroundTruth:
     """GTS/FPS for every training example (rows of `feedback.split.training_examples`). `similarity`: the
     split's Swing matrix when the caller already has it (examples built in chunks share one).
     `future_swing_n`: Swing neighbours of the example's future negatives also join its GTS. `weighting`:
@@ -186,7 +189,8 @@ def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
     training negative counts, from the split when not given). `transition_n`: the items most likely to
     be disliked next after the context negatives (`transition_scores`, passed as `transitions` when built)
     also join the GTS. `category_n`: the best items of the category-level user-kNN for the example's context
-    (`category_targets`; `category_knn` when already fitted) also join it."""
+    (`knn_targets`; `category_knn` when already fitted) also join it; `user_knn_n` likewise for the item-level
+    user-kNN (`user_knn`)."""
     if weighting not in WEIGHTINGS:
         raise ValueError(f"GTS weighting {weighting!r} is unknown; use one of {WEIGHTINGS}")
     S = similarity if similarity is not None else swing_similarity(split.negative_matrix(), swing or SwingConfig())
@@ -199,8 +203,10 @@ def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
         T = transitions if transitions is not None else transition_scores(split)
         tscores = (_query(ctx_neg, n, split.n_items) @ T).tocsr()
     if category_n:
-        knn = category_knn if category_knn is not None else CategoryKnn(split)
-        cat_targets = category_targets(examples, knn, category_n)
+        cat_targets = knn_targets(examples, category_knn if category_knn is not None else CategoryKnn(split),
+                                  category_n)
+    if user_knn_n:
+        user_targets = knn_targets(examples, user_knn if user_knn is not None else UserKnn(split), user_knn_n)
     if weighting == "inverse_pop":
         pop_w = popularity_weights(neg_counts if neg_counts is not None else split.train_negative_counts())
     gts, fps, weights = [], [], []
@@ -215,6 +221,8 @@ def build_ground_truth(examples: pd.DataFrame, split: Split, swing_n: int = 50,
             parts.append(_top_neighbours(tscores, r, own, transition_n))
         if category_n:
             parts.append(cat_targets[r])
+        if user_knn_n:
+            parts.append(user_targets[r])
         u, inv = np.unique(np.concatenate([p[0] for p in parts]), return_inverse=True)
         gts.append(u)
         if weighting == "swing_score":
@@ -242,6 +250,8 @@ def chunked_ground_truth(split: Split, max_context: int, users_per_chunk: int, s
         kw["transitions"] = transition_scores(split)  # one matrix for every chunk, like Swing's
     if kw.get("category_n") and kw.get("category_knn") is None:
         kw["category_knn"] = CategoryKnn(split)  # fitted on the whole split, once
+    if kw.get("user_knn_n") and kw.get("user_knn") is None:
+        kw["user_knn"] = UserKnn(split)
     if kw.get("weighting") == "inverse_pop" and kw.get("neg_counts") is None:
         kw["neg_counts"] = split.train_negative_counts()  # the whole split's counts, once
     for part in user_chunks(split, users_per_chunk):

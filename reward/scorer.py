@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from feedback.category_knn import CategoryKnnConfig
+from feedback.user_knn import UserKnnConfig
 from reward.builtin import REWARDS, RewardBatch
 from reward.ground_truth import GroundTruth
 from reward.plugins import FAILURES, Plugin
@@ -58,6 +59,11 @@ class RewardConfig:
     Needs an item category column."""
     category_knn: CategoryKnnConfig = field(default_factory=CategoryKnnConfig)
     """Its neighbours, positive weight and category column."""
+    user_knn_n: int = 0
+    """The best items of an item-level user-kNN for the example's context (feedback/user_knn.py: what the users
+    whose negatives and positives overlap the context's most dislike) also added to the GTS (0 = none)."""
+    user_knn: UserKnnConfig = field(default_factory=UserKnnConfig)
+    """Its neighbours and positive weight."""
     gts_weighting: str = "flat"
     """'flat': a hit on any GTS item counts the same; 'swing_score': a future negative weighs 1, a Swing
     neighbour its score over the example's best neighbour score; 'inverse_pop': an item weighs

@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from feedback.category_knn import CategoryKnn, CategoryKnnConfig, category_matrix
-from reward.ground_truth import build_ground_truth, category_targets
+from reward.ground_truth import build_ground_truth, knn_targets
 
 # items 0, 1: A; 2, 3: B; 4: C; 5: A|C (half in each)
 ITEMS = pd.DataFrame({"item_id": range(1, 7), "category": ["A", "A", "B", "B", "C", "A|C"]})
@@ -47,14 +47,14 @@ def test_item_scores_by_hand():
         [[0, 2]], [[-1, 1]], np.array([0]))[0] == pytest.approx(own)
 
 
-def test_gts_gains_the_category_targets_outside_the_context():
+def test_gts_gains_the_knn_targets_outside_the_context():
     knn = CategoryKnn(split(), CategoryKnnConfig(k=2))
     ex = pd.DataFrame({"uidx": [0], "ctx_items": [np.array([0, 2])], "ctx_fb": [np.array([-1, 1])],
                        "future_neg": [np.array([3])], "future_pos": [np.array([], dtype=int)], "next_negative": [3]})
-    (items, scores), = category_targets(ex, knn, 2)
+    (items, scores), = knn_targets(ex, knn, 2)
     # scores [0.25, 0.25, 0, 0, 0.5, 0]; context items 0 and 2 never count; ties by item index
     assert items.tolist() == [4, 1] and scores.tolist() == pytest.approx([0.5, 0.25])
-    assert category_targets(ex, knn, 1)[0][0].tolist() == [4]
+    assert knn_targets(ex, knn, 1)[0][0].tolist() == [4]
     gt = build_ground_truth(ex, split(), swing_n=0, similarity=sp.csr_matrix((6, 6)), category_n=2, category_knn=knn)
     assert gt.gts(0).tolist() == [1, 3, 4]
     w = build_ground_truth(ex, split(), swing_n=0, similarity=sp.csr_matrix((6, 6)), category_n=2, category_knn=knn,

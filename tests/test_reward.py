@@ -283,9 +283,10 @@ def test_ground_truth_in_user_chunks_with_one_swing_matrix_equals_the_whole(weig
 
     split = make_split(load("synthetic:users=60,items=80,days=20,seed=3"))
     ex = training_examples(split, max_context=10)
-    whole = build_ground_truth(ex, split, swing_n=7, future_swing_n=3, weighting=weighting, transition_n=4)
+    whole = build_ground_truth(ex, split, swing_n=7, future_swing_n=3, weighting=weighting, transition_n=4,
+                               category_n=3, user_knn_n=3)
     parts = list(chunked_ground_truth(split, 10, 7, swing_n=7, future_swing_n=3, weighting=weighting,
-                                      transition_n=4))
+                                      transition_n=4, category_n=3, user_knn_n=3))
     assert len(parts) >= 5 and sum(len(e) for e, _ in parts) == len(ex)
     assert [int(u) for e, _ in parts for u in e["uidx"]] == ex["uidx"].tolist()
     got = [g.gts(i).tolist() for _, g in parts for i in range(len(g))]
