@@ -133,18 +133,17 @@ class Swing(ScoreMethod):
         return np.asarray((Q @ self.S).todense()) + self.pop_tiebreak * self.pop
 
 
-@register_method("category_knn")
-@dataclass
-class CategoryKnnMethod(ScoreMethod):
-    """Category-level user-kNN on the training events (feedback/category_knn.py): the negatives of the users
-    whose category profile (negatives and positives) is closest to the test user's context."""
+class KnnMethod(ScoreMethod):
+    """A user-kNN model (anything with `item_scores(ctx_items, ctx_fb, exclude_users)`) as a method; `model_cls`
+    builds it from the split and `self.knn`. Popularity breaks ties far below any kNN score difference."""
 
-    knn: CategoryKnnConfig = field(default_factory=CategoryKnnConfig)
+    model_cls: type
+    knn: object
     pop_tiebreak: float = 1e-6
 
     def fit(self, split: Split) -> None:
         self.split = split
-        self.model = CategoryKnn(split, self.knn)
+        self.model = self.model_cls(split, self.knn)
         counts = split.train_negative_counts().astype(np.float64)
         self.pop = counts / max(counts.max(), 1.0)
 
@@ -158,25 +157,21 @@ class CategoryKnnMethod(ScoreMethod):
         return self.model.item_scores(ctx_items, ctx_fb, own) + self.pop_tiebreak * self.pop
 
 
+@register_method("category_knn")
+@dataclass
+class CategoryKnnMethod(KnnMethod):
+    """Category-level user-kNN on the training events (feedback/category_knn.py): the negatives of the users
+    whose category profile (negatives and positives) is closest to the test user's context."""
+
+    knn: CategoryKnnConfig = field(default_factory=CategoryKnnConfig)
+    model_cls = CategoryKnn
+
+
 @register_method("user_knn")
 @dataclass
-class UserKnnMethod(ScoreMethod):
+class UserKnnMethod(KnnMethod):
     """Item-level user-kNN on the training events (feedback/user_knn.py): the negatives of the users whose
     negatives and positives overlap the test user's context most."""
 
     knn: UserKnnConfig = field(default_factory=UserKnnConfig)
-    pop_tiebreak: float = 1e-6
-
-    def fit(self, split: Split) -> None:
-        self.split = split
-        self.model = UserKnn(split, self.knn)
-        counts = split.train_negative_counts().astype(np.float64)
-        self.pop = counts / max(counts.max(), 1.0)
-
-    def scores(self, test_rows):
-        test = self.split.test
-        rows = np.asarray(test_rows)
-        ctx_items = [test["context_items"].iat[r] for r in rows]
-        ctx_fb = [test["context_fb"].iat[r] for r in rows]
-        own = test["uidx"].to_numpy(np.int64)[rows]  # the test user's training row is their context
-        return self.model.item_scores(ctx_items, ctx_fb, own) + self.pop_tiebreak * self.pop
+    model_cls = UserKnn

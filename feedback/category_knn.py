@@ -60,6 +60,17 @@ def category_matrix(items, column: str) -> tuple[np.ndarray, list[str]]:
     return G, names
 
 
+def nearest(S: np.ndarray, exclude: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a query × user similarity block: the k most similar users (`exclude[b]` ≥ 0 never among them)
+    and their similarities, negatives clipped to 0 (a dissimilar user gets no vote). `S` is modified."""
+    if exclude is not None:
+        ex = np.asarray(exclude, np.int64)
+        ok = ex >= 0
+        S[np.flatnonzero(ok), ex[ok]] = -np.inf
+    top = np.argpartition(-S, k - 1, axis=1)[:, :k]
+    return top, np.maximum(np.take_along_axis(S, top, 1), 0.0)
+
+
 def _unit_rows(X: np.ndarray) -> np.ndarray:
     return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
@@ -110,12 +121,7 @@ class CategoryKnn:
         step = max(1, self.cfg.block_bytes // (8 * max(U, 1)))
         for s in range(0, B, step):
             S = Q[s:s + step] @ self.profiles.T
-            if exclude_users is not None:
-                ex = np.asarray(exclude_users[s:s + step], np.int64)
-                ok = ex >= 0
-                S[np.flatnonzero(ok), ex[ok]] = -np.inf
-            top = np.argpartition(-S, k - 1, axis=1)[:, :k]
-            w = np.maximum(np.take_along_axis(S, top, 1), 0.0)
+            top, w = nearest(S, None if exclude_users is None else exclude_users[s:s + step], k)
             cat = np.einsum("bk,bkc->bc", w, self.neg_share[top]) / np.maximum(w.sum(1, keepdims=True), 1e-12)
             out[s:s + step] = (cat @ self.member.T) * self.exposure
         return out

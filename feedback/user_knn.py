@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from feedback.category_knn import nearest
 from feedback.split import Split
 from feedback.swing import user_item_matrix
 
@@ -84,12 +85,7 @@ class UserKnn:
         step = max(1, self.cfg.block_bytes // (8 * max(U, self.n_items, 1)))
         for s in range(0, B, step):
             S = (Q[s:s + step] @ self.profiles.T).toarray()
-            if exclude_users is not None:
-                ex = np.asarray(exclude_users[s:s + step], np.int64)
-                ok = ex >= 0
-                S[np.flatnonzero(ok), ex[ok]] = -np.inf
-            top = np.argpartition(-S, k - 1, axis=1)[:, :k]
-            w = np.maximum(np.take_along_axis(S, top, 1), 0.0)
+            top, w = nearest(S, None if exclude_users is None else exclude_users[s:s + step], k)
             W = sp.csr_matrix((w.ravel(), (np.repeat(np.arange(len(w)), k), top.ravel())), shape=(len(w), U))
             out[s:s + step] = (W @ self.neg).toarray()
         return out
