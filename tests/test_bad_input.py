@@ -123,7 +123,7 @@ CLI_CASES = {
                                     r"split.n_candidates=0 must be ≥ 1"),
     "extra_baselines naming a model": (lambda t: _run(t, "extra_baselines=[category_knn, model]"),
                                        r"extra_baselines: \['model'\] are not non-LLM methods; choose from "
-                                       r"\['category_knn', 'pop', 'random', 'swing'\]"),
+                                       r"\['category_knn', 'pop', 'random', 'swing', 'user_knn'\]"),
     "split.context_frac=1 (data split)": (lambda t: ["data", "split", "--out", str(t / "s"), "--data",
                                                      "synthetic:users=30,items=30,days=10", "split.context_frac=1"],
                                           r"split.context_frac=1.0 must lie strictly between 0 and 1"),
