@@ -314,6 +314,11 @@ def load_data(cfg: RunConfig):
         from feedback.category_knn import category_column
 
         category_column(data, cfg.grpo.reward.category_knn.column)  # before the minutes of SFT, not after
+    if cfg.sft.tasks.get("warmup_category_knn"):
+        from feedback.category_knn import category_column
+
+        category_column(data, fix="The SFT task warmup_category_knn needs one: set sft.tasks.warmup_category_knn=0 "
+                                  "for a log without item categories")
     split = make_split(data, cfg.split)
     log.info("data: %s; %d test users", data.report.summary().replace("\n", "; "), len(split.test))
     return data, split

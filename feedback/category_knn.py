@@ -37,14 +37,18 @@ class CategoryKnnConfig:
     """Memory for one block of query × user similarities (queries are scored in blocks of this size)."""
 
 
-def category_column(data, column: str = "") -> str:
-    """The item column the kNN reads: `column`, else the dataset's first category column; a clear error if none."""
+GTS_FIX = "Name one with grpo.reward.category_knn.column, or leave grpo.reward.category_n at 0"
+
+
+def category_column(data, column: str = "", fix: str = GTS_FIX) -> str:
+    """The item column the kNN reads: `column`, else the dataset's first category column; a clear error if none
+    (`fix`: how the user who asked for the kNN turns it off or points it at a column)."""
     column = column or (data.category_columns[0] if data.category_columns else "")
     if not column or column not in data.items.columns:
         raise ValueError(
             f"category kNN needs an item category column; {data.name} has "
             f"{'none' if not column else f'no column {column!r}'} (item columns: {list(data.items.columns)}). "
-            "Name one with grpo.reward.category_knn.column, or leave grpo.reward.category_n at 0")
+            + fix)
     return column
 
 

@@ -164,3 +164,39 @@ def warmup_swing(examples, split, sid, context: ContextConfig, seed: int = 0, to
             continue
         target = int(rng.choice(cand, p=score / score.sum()))
         yield build_context(r.ctx_items, r.ctx_fb, r.ctx_ts, r.t_cut, sid, context), sid(target)
+
+
+def _knn_task(examples, split, sid, context: ContextConfig, knn, seed: int, top_n: int, draws: int
+              ) -> Iterator[tuple[str, str]]:
+    """Context → `draws` items of a user-kNN teacher's `top_n` for it (outside the context, the example's own user
+    never a neighbour), drawn in proportion to the teacher's score."""
+    from reward.ground_truth import knn_targets
+
+    rng = np.random.default_rng(seed)
+    for r, (cand, score) in zip(examples.itertuples(index=False), knn_targets(examples, knn, top_n)):
+        if len(cand) == 0 or score.sum() <= 0:
+            continue
+        prompt = build_context(r.ctx_items, r.ctx_fb, r.ctx_ts, r.t_cut, sid, context)
+        for t in rng.choice(cand, size=min(draws, len(cand)), replace=False, p=score / score.sum()):
+            yield prompt, sid(int(t))
+
+
+@register_task("warmup_category_knn")
+def warmup_category_knn(examples, split, sid, context: ContextConfig, seed: int = 0, top_n: int = 20,
+                        draws: int = 1, **_) -> Iterator[tuple[str, str]]:
+    """Context → an item the category-level user-kNN (feedback/category_knn.py, default config) ranks high for
+    it: the kNN distilled by supervision over every training example. On the simulator that kNN is far above the
+    SFT model on validation users, while its items as GRPO reward targets tie (docs/BENCHMARKS.md, "A
+    category-level collaborative target"); this asks whether SFT can learn the function instead."""
+    from feedback.category_knn import CategoryKnn
+
+    yield from _knn_task(examples, split, sid, context, CategoryKnn(split), seed, top_n, draws)
+
+
+@register_task("warmup_user_knn")
+def warmup_user_knn(examples, split, sid, context: ContextConfig, seed: int = 0, top_n: int = 20,
+                    draws: int = 1, **_) -> Iterator[tuple[str, str]]:
+    """Context → an item the item-level user-kNN (feedback/user_knn.py, default config) ranks high for it."""
+    from feedback.user_knn import UserKnn
+
+    yield from _knn_task(examples, split, sid, context, UserKnn(split), seed, top_n, draws)
