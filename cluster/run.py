@@ -94,15 +94,24 @@ def stage_sft(cfg: RunConfig, split, sid_dir: Path, run: Path) -> Path:
     log.info("[2/5] SFT → %s", out)
     if not (out / "split" / "split.json").exists():
         n0 = len(split.train)
-        split, _ = sft_split(cfg, split)
-        log.info("SFT: %d of %d training events (held out: %s)", len(split.train), n0,
+        held, _ = sft_split(cfg, split)
+        log.info("SFT: %d of %d training events (held out: %s)", len(held.train), n0,
                  " and ".join(filter(None, [cfg.grpo.val_holdout and "the validation users' windows",
                                             cfg.grpo.fresh_tail and f"each user's last {cfg.grpo.fresh_tail:g}"]))
                  or "none")
-        save_split(split, out / "split")  # the SFT process reads it: no second load and split of the data
+        save_split(held, out / "split")  # the SFT process reads it: no second load and split of the data
     sft = replace(cfg.sft, data=cfg.data, sid_dir=str(sid_dir), run_dir=str(out), split=cfg.split,
                   split_dir=str(out / "split"))
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.teacher_gate:
+        from evaluation.teacher_gate import gate_teachers
+
+        tasks, decisions = gate_teachers(sft.tasks, split, cfg.k)  # the run's split, whether resumed or not
+        if decisions:
+            sft = replace(sft, tasks=tasks)
+            write_json_atomic({"rule": "kept when the teacher's FHR@K beats pop's and Swing's (paired 95 % CIs "
+                                       "above 0) on the validation users carved from the training events",
+                               "decisions": decisions}, out / "teacher_gate.json")
     (out / "sft.yaml").write_text(yaml.safe_dump(to_dict(sft)))
     # its own process: DeepSpeed's torch.distributed must not live in the driver. subprocess.run kills it
     # when the driver is interrupted (Ctrl-C, or SIGTERM raised as Interrupted) before re-raising.
@@ -314,11 +323,11 @@ def load_data(cfg: RunConfig):
         from feedback.category_knn import category_column
 
         category_column(data, cfg.grpo.reward.category_knn.column)  # before the minutes of SFT, not after
-    if cfg.sft.tasks.get("warmup_category_knn"):
+    if cfg.sft.tasks.get("warmup_category_knn") and not cfg.teacher_gate:  # the gate drops it instead
         from feedback.category_knn import category_column
 
         category_column(data, fix="The SFT task warmup_category_knn needs one: set sft.tasks.warmup_category_knn=0 "
-                                  "for a log without item categories")
+                                  "for a log without item categories (or teacher_gate=true to let the run drop it)")
     split = make_split(data, cfg.split)
     log.info("data: %s; %d test users", data.report.summary().replace("\n", "; "), len(split.test))
     return data, split

@@ -126,6 +126,11 @@ class RunConfig:
     differ slightly, cluster/engine_eval.py). The report names where each model ran."""
     run_grpo: bool = True
     """False: the SFT-only ablation."""
+    teacher_gate: bool = True
+    """Before SFT, check each kNN teacher task in sft.tasks (warmup_category_knn, warmup_user_knn) on the validation
+    users carved from the training events: a teacher whose FHR@K does not beat both pop's and Swing's (paired 95 %
+    CIs above 0) is dropped from SFT; the decision goes to RUN/sft/teacher_gate.json and the log
+    (evaluation/teacher_gate.py). False: the tasks run as written."""
 
 
 CONTEXT_MODES = ("neg_recent", "neg_all", "neg_pos")

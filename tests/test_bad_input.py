@@ -173,9 +173,11 @@ def test_category_targets_without_the_column_fail_before_sft(tmp_path, capsys):
 
 
 def test_category_sft_task_on_a_log_without_categories_fails_before_sft(tmp_path, capsys):
-    """`sft.tasks.warmup_category_knn` on a log whose items have no category: one line naming the SFT task and how
-    to turn it off, before any SID or SFT output (the kNN used to fail only once SFT built its pairs)."""
-    argv = _run(tmp_path, f"data={log_folder(tmp_path, events())}", "sft.tasks.warmup_category_knn=1.0")
+    """`sft.tasks.warmup_category_knn`, ungated, on a log whose items have no category: one line naming the SFT task
+    and how to turn it off, before any SID or SFT output (the kNN used to fail only once SFT built its pairs).
+    With the teacher gate on (the default) the run drops the task instead (tests/test_teacher_gate.py)."""
+    argv = _run(tmp_path, f"data={log_folder(tmp_path, events())}", "sft.tasks.warmup_category_knn=1.0",
+                "teacher_gate=false")
     assert conrec(argv) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "category kNN needs an item category column; " in err

@@ -124,6 +124,14 @@ def test_conrec_run_seeds_share_sids_and_report_cis(tmp_path):
     w0 = (run / "seed_0" / "sft" / "final" / "model.safetensors").read_bytes()
     w1 = (run / "seed_1" / "sft" / "final" / "model.safetensors").read_bytes()
     assert w0 != w1  # SFT reseeded
+    # configs/demo.yaml asks for the category-kNN teacher task: the gate's decision is written and applied
+    import yaml
+
+    gate = json.loads((run / "seed_0" / "sft" / "teacher_gate.json").read_text())
+    d, = gate["decisions"]
+    assert d["task"] == "warmup_category_knn" and d["kept"] == all(v["lo"] > 0 for v in d["against"].values())
+    sft = yaml.safe_load((run / "seed_0" / "sft" / "sft.yaml").read_text())
+    assert sft["tasks"]["warmup_category_knn"] == (1.0 if d["kept"] else 0.0)
     for f in ("report.md", "metrics.png", "seed_0/report.md", "seed_1/per_user.npz"):
         assert (run / f).exists(), f
     again = subprocess.run(args + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -187,7 +187,7 @@ def build_pairs(cfg: SFTConfig, data, split, index, examples) -> dict[str, list[
         raise ValueError(f"unknown SFT task(s) {unknown}; registered: {sorted(TASKS)}")
     kw = dict(items=data.items, train=split.train, split=split, examples=examples, sid=index.sid,
               context=cfg.context, seed=cfg.seed)
-    return {t: list(TASKS[t](**kw)) for t in cfg.tasks}
+    return {t: list(TASKS[t](**kw)) for t, w in cfg.tasks.items() if w > 0}  # weight 0: off, no pairs built
 
 
 def load_model_and_tokenizer(cfg: SFTConfig, index, data):
