@@ -104,14 +104,12 @@ def stage_sft(cfg: RunConfig, split, sid_dir: Path, run: Path) -> Path:
                   split_dir=str(out / "split"))
     out.mkdir(parents=True, exist_ok=True)
     if cfg.teacher_gate:
-        from evaluation.teacher_gate import gate_teachers
+        from evaluation.teacher_gate import RULE, gate_teachers
 
         tasks, decisions = gate_teachers(sft.tasks, split, cfg.k)  # the run's split, whether resumed or not
         if decisions:
             sft = replace(sft, tasks=tasks)
-            write_json_atomic({"rule": "kept when the teacher's FHR@K beats pop's and Swing's (paired 95 % CIs "
-                                       "above 0) on the validation users carved from the training events",
-                               "decisions": decisions}, out / "teacher_gate.json")
+            write_json_atomic({"rule": RULE, "decisions": decisions}, out / "teacher_gate.json")
     (out / "sft.yaml").write_text(yaml.safe_dump(to_dict(sft)))
     # its own process: DeepSpeed's torch.distributed must not live in the driver. subprocess.run kills it
     # when the driver is interrupted (Ctrl-C, or SIGTERM raised as Interrupted) before re-raising.
@@ -319,13 +317,11 @@ def load_data(cfg: RunConfig):
     from feedback.split import make_split
 
     data = load(cfg.data)
-    if cfg.run_grpo and cfg.grpo.reward.category_n:
-        from feedback.category_knn import category_column
+    from feedback.category_knn import category_column
 
+    if cfg.run_grpo and cfg.grpo.reward.category_n:
         category_column(data, cfg.grpo.reward.category_knn.column)  # before the minutes of SFT, not after
     if cfg.sft.tasks.get("warmup_category_knn") and not cfg.teacher_gate:  # the gate drops it instead
-        from feedback.category_knn import category_column
-
         category_column(data, fix="The SFT task warmup_category_knn needs one: set sft.tasks.warmup_category_knn=0 "
                                   "for a log without item categories (or teacher_gate=true to let the run drop it)")
     split = make_split(data, cfg.split)

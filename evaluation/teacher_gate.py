@@ -19,12 +19,16 @@ import logging
 from common.stats import paired_diff
 from evaluation.evaluate import evaluate
 from evaluation.methods import get_method
+from feedback.category_knn import has_category_column
 from feedback.split import Split, validation_users
 
 log = logging.getLogger(__name__)
 
 TEACHER_TASKS = {"warmup_category_knn": "category_knn", "warmup_user_knn": "user_knn"}
 """SFT task → the evaluation method that is its teacher (the kNN with its default config, as the task builds it)."""
+RULE = ("kept when the teacher's FHR@K beats pop's and Swing's (paired 95 % CIs above 0) on the validation users "
+        "carved from the training events")
+"""The rule, as RUN/sft/teacher_gate.json states it."""
 BASELINES = ("pop", "swing")
 """What a teacher must beat. Swing too, not only pop: on MovieLens-100k Swing is above pop, yet Swing's items as SFT
 targets lowered SFT-only by −0.032 [−0.056, −0.007] (docs/BENCHMARKS.md, `warmup_swing`)."""
@@ -44,7 +48,7 @@ def gate_teachers(tasks: dict, split: Split, k: int = 20, baselines: tuple = BAS
     out, decisions = dict(tasks), []
     for task in asked:
         teacher = TEACHER_TASKS[task]
-        if teacher == "category_knn" and not _has_categories(split.data):
+        if teacher == "category_knn" and not has_category_column(split.data):
             log.warning("SFT teacher gate: %s dropped (weight 0): %s has no item category column", task,
                         split.data.name)
             decisions.append({"task": task, "teacher": teacher, "kept": False, "reason": "no item category column"})
@@ -66,7 +70,3 @@ def gate_teachers(tasks: dict, split: Split, k: int = 20, baselines: tuple = BAS
         if not keep:
             out[task] = 0.0
     return out, decisions
-
-
-def _has_categories(data) -> bool:
-    return bool(data.category_columns) and data.category_columns[0] in data.items.columns

@@ -40,11 +40,21 @@ class CategoryKnnConfig:
 GTS_FIX = "Name one with grpo.reward.category_knn.column, or leave grpo.reward.category_n at 0"
 
 
+def _column(data, column: str) -> str:
+    return column or (data.category_columns[0] if data.category_columns else "")
+
+
+def has_category_column(data, column: str = "") -> bool:
+    """Whether `category_column` finds a column to read (`column`, else the dataset's first category column)."""
+    column = _column(data, column)
+    return bool(column) and column in data.items.columns
+
+
 def category_column(data, column: str = "", fix: str = GTS_FIX) -> str:
     """The item column the kNN reads: `column`, else the dataset's first category column; a clear error if none
     (`fix`: how the user who asked for the kNN turns it off or points it at a column)."""
-    column = column or (data.category_columns[0] if data.category_columns else "")
-    if not column or column not in data.items.columns:
+    column = _column(data, column)
+    if not has_category_column(data, column):
         raise ValueError(
             f"category kNN needs an item category column; {data.name} has "
             f"{'none' if not column else f'no column {column!r}'} (item columns: {list(data.items.columns)}). "

@@ -77,7 +77,7 @@ def test_sft_task_distils_the_knn_by_its_scores():
     knn = CategoryKnn(split(), CategoryKnnConfig(k=2))
     ex = pd.DataFrame({"uidx": [0], "ctx_items": [np.array([0, 2])], "ctx_fb": [np.array([-1, 1])],
                        "ctx_ts": [np.array([0, 0])], "t_cut": [86_400]})
-    kw = dict(examples=ex, split=split(), sid=lambda i: f"<{i}>", context=ContextConfig(mode="neg_pos"), knn=knn)
+    kw = dict(examples=ex, sid=lambda i: f"<{i}>", context=ContextConfig(mode="neg_pos"), knn=knn)
     assert list(_knn_task(seed=0, top_n=1, draws=1, **kw)) == [("user disliked: <0> liked: <2> next dislike:", "<4>")]
     both = list(_knn_task(seed=0, top_n=2, draws=5, **kw))  # draws are without replacement: each once
     assert sorted(t for _, t in both) == ["<1>", "<4>"]
@@ -85,4 +85,5 @@ def test_sft_task_distils_the_knn_by_its_scores():
     assert 0.57 < got.count("<4>") / len(got) < 0.76
     # the registered task fits the default kNN (k 50, capped at the 2 other users): the same top item
     kw.pop("knn")
-    assert list(TASKS["warmup_category_knn"](top_n=1, **kw)) == [("user disliked: <0> liked: <2> next dislike:", "<4>")]
+    assert list(TASKS["warmup_category_knn"](top_n=1, split=split(), **kw)) == [
+        ("user disliked: <0> liked: <2> next dislike:", "<4>")]

@@ -166,7 +166,7 @@ def warmup_swing(examples, split, sid, context: ContextConfig, seed: int = 0, to
         yield build_context(r.ctx_items, r.ctx_fb, r.ctx_ts, r.t_cut, sid, context), sid(target)
 
 
-def _knn_task(examples, split, sid, context: ContextConfig, knn, seed: int, top_n: int, draws: int
+def _knn_task(examples, sid, context: ContextConfig, knn, seed: int, top_n: int, draws: int
               ) -> Iterator[tuple[str, str]]:
     """Context → `draws` items of a user-kNN teacher's `top_n` for it (outside the context, the example's own user
     never a neighbour), drawn in proportion to the teacher's score."""
@@ -190,7 +190,7 @@ def warmup_category_knn(examples, split, sid, context: ContextConfig, seed: int 
     category-level collaborative target"); this asks whether SFT can learn the function instead."""
     from feedback.category_knn import CategoryKnn
 
-    yield from _knn_task(examples, split, sid, context, CategoryKnn(split), seed, top_n, draws)
+    yield from _knn_task(examples, sid, context, CategoryKnn(split), seed, top_n, draws)
 
 
 @register_task("warmup_user_knn")
@@ -199,4 +199,4 @@ def warmup_user_knn(examples, split, sid, context: ContextConfig, seed: int = 0,
     """Context → an item the item-level user-kNN (feedback/user_knn.py, default config) ranks high for it."""
     from feedback.user_knn import UserKnn
 
-    yield from _knn_task(examples, split, sid, context, UserKnn(split), seed, top_n, draws)
+    yield from _knn_task(examples, sid, context, UserKnn(split), seed, top_n, draws)
