@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
         "report": ("cluster.report_command", "rebuild a run's report (report.md, report.html) and print its table"),
         "sft": ("trainer.sft", "context-understanding SFT (translation, alignment, warm-up) on DeepSpeed"),
         "eval": ("evaluation.cli", "evaluate a method (pop, swing, random) under the protocol"),
+        "gate": ("evaluation.teacher_gate", "would the SFT teacher tasks be kept on this log? (no training)"),
         "bench": ("bench.run", "benchmarks: rollout, reward, learner, weight_sync, e2e, ... (docs/BENCHMARKS.md)"),
     }
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:

@@ -70,3 +70,59 @@ def gate_teachers(tasks: dict, split: Split, k: int = 20, baselines: tuple = BAS
         if not keep:
             out[task] = 0.0
     return out, decisions
+
+
+def table(decisions: list[dict]) -> str:
+    """The decisions as a markdown table (one row per teacher task)."""
+    rows = ["| task | teacher | users | FHR@K | vs pop [95 % CI] | vs Swing [95 % CI] | kept |", "|---" * 7 + "|"]
+    for d in decisions:
+        if "against" not in d:
+            rows.append(f"| {d['task']} | {d['teacher']} | | | | | no ({d['reason']}) |")
+            continue
+        vs = [d["against"].get(b) for b in ("pop", "swing")]
+        cells = [f"{v['value']:.4f} → {v['diff']:+.4f} [{v['lo']:+.4f}, {v['hi']:+.4f}]" if v else "" for v in vs]
+        rows.append(f"| {d['task']} | {d['teacher']} | {d['users']} | {d['teacher_value']:.4f} | {cells[0]} | "
+                    f"{cells[1]} | {'yes' if d['kept'] else 'no'} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`conrec gate --data SPEC`: what the teacher gate of `conrec run` would decide on a log, without training."""
+    import argparse
+
+    from common.atomic import check_writable, write_json_atomic
+    from common.config import build
+    from feedback.loaders import load
+    from feedback.split import SplitConfig, make_split
+
+    p = argparse.ArgumentParser(prog="conrec gate", description=main.__doc__.split(": ", 1)[1])
+    p.add_argument("--data", required=True, help="data spec (see feedback/loaders.py)")
+    p.add_argument("--tasks", nargs="+", default=list(TEACHER_TASKS), choices=list(TEACHER_TASKS),
+                   help="teacher tasks to judge (default: all)")
+    p.add_argument("--k", type=int, default=20)
+    p.add_argument("--out", help="write the decisions here (JSON, as RUN/sft/teacher_gate.json)")
+    p.add_argument("overrides", nargs="*", help="split overrides as `conrec run` takes them, e.g. "
+                   "split.validation_run=true (the gate of a validation run: the training events carved twice)")
+    a = p.parse_intermixed_args(argv)
+    if a.k <= 0:
+        p.error("--k must be positive")
+    if a.out:
+        check_writable(a.out)  # before the evaluation, not after it
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    bad = [o for o in a.overrides if not o.startswith("split.")]
+    if bad:
+        p.error(f"only split.* overrides are taken here, not {bad}: the teachers run with their default config, "
+                "as the SFT tasks build them")
+    cfg = build(SplitConfig, None, [o.removeprefix("split.") for o in a.overrides])
+    if problems := cfg.problems():
+        raise ValueError("; ".join(problems))
+    split = make_split(load(a.data), cfg)
+    _, decisions = gate_teachers({t: 1.0 for t in a.tasks}, split, a.k)
+    print(table(decisions))
+    if a.out:
+        write_json_atomic({"rule": RULE, "data": a.data, "split": a.overrides, "decisions": decisions}, a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -76,3 +76,24 @@ def test_gate_on_a_real_split():
         assert 0 <= d["teacher_value"] <= 1 and set(d["against"]) == {"pop", "swing"}
         assert d["kept"] == all(v["lo"] > 0 for v in d["against"].values())
         assert out[d["task"]] == (1.0 if d["kept"] else 0.0)
+
+
+def test_gate_command_writes_the_decisions(tmp_path, capsys):
+    """`conrec gate --data SPEC`: the run's gate without a run; the JSON is RUN/sft/teacher_gate.json's shape."""
+    import json
+
+    out = tmp_path / "gate.json"
+    assert tg.main(["--data", "synthetic:users=200,items=80,days=30,seed=0", "--tasks", "warmup_category_knn",
+                    "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["rule"] == tg.RULE and got["split"] == []
+    (d,) = got["decisions"]
+    assert d["task"] == "warmup_category_knn" and d["kept"] == all(v["lo"] > 0 for v in d["against"].values())
+    assert f"{d['teacher_value']:.4f}" in capsys.readouterr().out
+
+
+def test_gate_command_refuses_overrides_it_would_ignore(tmp_path):
+    with pytest.raises(SystemExit):
+        tg.main(["--data", "synthetic:users=50,items=40,days=20,seed=0", "--out", str(tmp_path / "g.json"),
+                 "category_knn.k=5"])
+    assert not (tmp_path / "g.json").exists()
