@@ -82,9 +82,56 @@ def sft_split(cfg: RunConfig, split, val=None):
     return fresh_tail(split, cfg.grpo.fresh_tail) if cfg.grpo.fresh_tail else (split, {})
 
 
-def stage_sft(cfg: RunConfig, split, sid_dir: Path, run: Path) -> Path:
+def _train_sft(sft, out: Path) -> None:
+    """`trainer.sft` on config `sft` in its own process (DeepSpeed's torch.distributed must not live in the
+    driver), resumed when `out` holds checkpoints. subprocess.run kills it when the driver is interrupted (Ctrl-C,
+    or SIGTERM raised as Interrupted) before re-raising."""
     import yaml
 
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sft.yaml").write_text(yaml.safe_dump(to_dict(sft)))
+    cmd = [sys.executable, "-m", "trainer.sft", "--config", str(out / "sft.yaml")]
+    if (out / "checkpoints").exists():
+        cmd.append("--resume")
+    # quiet: library prints on the child's stdout (DeepSpeed's op builder) go to RUN/logs
+    quiet = Path(os.environ[LOG_ENV]) / "sft.stdout.log" if LOG_ENV in os.environ else None
+    if quiet:
+        quiet.parent.mkdir(parents=True, exist_ok=True)
+    with open(quiet, "a") if quiet else contextlib.nullcontext() as f:
+        rc = subprocess.run(cmd, stdout=f).returncode
+    if rc in (130, -2):  # Ctrl-C reached the child first (it is in the terminal's process group too)
+        raise KeyboardInterrupt
+    if rc in (143, -15):
+        raise Interrupted(15)
+    if rc != 0:
+        raise subprocess.CalledProcessError(rc, cmd)
+
+
+def gate_sft_teachers(cfg: RunConfig, sft, split, out: Path) -> dict:
+    """sft.tasks after the teacher gate (evaluation/teacher_gate.py); the decision goes to out/teacher_gate.json.
+    With `teacher_probe`, a teacher that beats pop and Swing must also beat an SFT model trained without any
+    teacher (the probe, out/probe/) on the same carved validation users, whose later events the probe never saw."""
+    from evaluation.teacher_gate import RULE, RULE_PROBE, TEACHER_TASKS, gate_teachers
+    from feedback.split import save_split, validation_users, without_validation_future
+
+    tasks, decisions = gate_teachers(sft.tasks, split, cfg.k)  # the run's split, whether resumed or not
+    rule = RULE
+    if cfg.teacher_probe and any(d["kept"] for d in decisions):
+        probe = out / "probe"
+        if not (probe / "final" / "conrec.json").exists():
+            log.info("SFT teacher probe: an SFT model without the teacher tasks, for the teacher to beat → %s", probe)
+            if not (probe / "split" / "split.json").exists():
+                save_split(without_validation_future(split, validation_users(split)), probe / "split")
+            _train_sft(replace(sft, tasks={t: (0.0 if t in TEACHER_TASKS else w) for t, w in sft.tasks.items()},
+                               run_dir=str(probe), split_dir=str(probe / "split")), probe)
+        tasks, decisions = gate_teachers(sft.tasks, split, cfg.k, student=str(probe / "final"))
+        rule = RULE_PROBE
+    if decisions:
+        write_json_atomic({"rule": rule, "decisions": decisions}, out / "teacher_gate.json")
+    return tasks
+
+
+def stage_sft(cfg: RunConfig, split, sid_dir: Path, run: Path) -> Path:
     from feedback.split import save_split
 
     out = run / "sft"
@@ -102,32 +149,9 @@ def stage_sft(cfg: RunConfig, split, sid_dir: Path, run: Path) -> Path:
         save_split(held, out / "split")  # the SFT process reads it: no second load and split of the data
     sft = replace(cfg.sft, data=cfg.data, sid_dir=str(sid_dir), run_dir=str(out), split=cfg.split,
                   split_dir=str(out / "split"))
-    out.mkdir(parents=True, exist_ok=True)
     if cfg.teacher_gate:
-        from evaluation.teacher_gate import RULE, gate_teachers
-
-        tasks, decisions = gate_teachers(sft.tasks, split, cfg.k)  # the run's split, whether resumed or not
-        if decisions:
-            sft = replace(sft, tasks=tasks)
-            write_json_atomic({"rule": RULE, "decisions": decisions}, out / "teacher_gate.json")
-    (out / "sft.yaml").write_text(yaml.safe_dump(to_dict(sft)))
-    # its own process: DeepSpeed's torch.distributed must not live in the driver. subprocess.run kills it
-    # when the driver is interrupted (Ctrl-C, or SIGTERM raised as Interrupted) before re-raising.
-    cmd = [sys.executable, "-m", "trainer.sft", "--config", str(out / "sft.yaml")]
-    if (out / "checkpoints").exists():
-        cmd.append("--resume")
-    # quiet: library prints on the child's stdout (DeepSpeed's op builder) go to RUN/logs
-    quiet = Path(os.environ[LOG_ENV]) / "sft.stdout.log" if LOG_ENV in os.environ else None
-    if quiet:
-        quiet.parent.mkdir(parents=True, exist_ok=True)
-    with open(quiet, "a") if quiet else contextlib.nullcontext() as f:
-        rc = subprocess.run(cmd, stdout=f).returncode
-    if rc in (130, -2):  # Ctrl-C reached the child first (it is in the terminal's process group too)
-        raise KeyboardInterrupt
-    if rc in (143, -15):
-        raise Interrupted(15)
-    if rc != 0:
-        raise subprocess.CalledProcessError(rc, cmd)
+        sft = replace(sft, tasks=gate_sft_teachers(cfg, sft, split, out))
+    _train_sft(sft, out)
     return out / "final"
 
 

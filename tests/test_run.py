@@ -145,3 +145,32 @@ def test_conrec_run_seeds_share_sids_and_report_cis(tmp_path):
     assert rebuilt.stdout.startswith("| method |") and "| sft_only |" in rebuilt.stdout
     assert "2 seeds" in (run / "report.md").read_text() and (run / "seed_1" / "report.html").exists()
     assert json.loads((run / "report.json").read_text())["paired_seed_avg"] == rep["paired_seed_avg"]
+
+
+def test_teacher_probe(tmp_path):
+    """A teacher that passes the gate (this log: the category kNN beats pop and Swing) must also beat an SFT probe
+    trained without teacher tasks on the training events minus the carved validation users' later ones; the
+    decision names the probe, and the SFT that follows runs the tasks it kept."""
+    import yaml
+
+    from evaluation.teacher_gate import RULE_PROBE
+    from feedback.split import load_split
+
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "cluster.cli", "run", "--config", str(ROOT / "configs/demo.yaml"), f"run_dir={run}",
+            *TINY_ARGS, "data=synthetic:users=400,items=80,days=30,seed=0", "run_grpo=false"]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    gate = json.loads((run / "sft" / "teacher_gate.json").read_text())
+    assert gate["rule"] == RULE_PROBE
+    d, = gate["decisions"]
+    assert set(d["against"]) == {"pop", "swing", "sft_probe"}
+    assert d["kept"] == all(v["lo"] > 0 for v in d["against"].values())
+    probe = yaml.safe_load((run / "sft" / "probe" / "sft.yaml").read_text())
+    assert probe["tasks"]["warmup_category_knn"] == 0.0 and probe["tasks"]["warmup"] == 1.0
+    final = yaml.safe_load((run / "sft" / "sft.yaml").read_text())
+    assert final["tasks"]["warmup_category_knn"] == (1.0 if d["kept"] else 0.0)
+    # the probe saw less: every carved validation user loses its later events, not only the curriculum's sample
+    n_probe, n_sft = (len(load_split(run / "sft" / f / "split").train) for f in ("probe", "."))
+    assert n_probe < n_sft
+    assert (run / "report.json").exists()

@@ -86,7 +86,7 @@ def test_gate_command_writes_the_decisions(tmp_path, capsys):
     assert tg.main(["--data", "synthetic:users=200,items=80,days=30,seed=0", "--tasks", "warmup_category_knn",
                     "--out", str(out)]) == 0
     got = json.loads(out.read_text())
-    assert got["rule"] == tg.RULE and got["split"] == []
+    assert got["rule"] == tg.RULE and got["split"] == [] and got["student"] is None
     (d,) = got["decisions"]
     assert d["task"] == "warmup_category_knn" and d["kept"] == all(v["lo"] > 0 for v in d["against"].values())
     assert f"{d['teacher_value']:.4f}" in capsys.readouterr().out
@@ -97,3 +97,21 @@ def test_gate_command_refuses_overrides_it_would_ignore(tmp_path):
         tg.main(["--data", "synthetic:users=50,items=40,days=20,seed=0", "--out", str(tmp_path / "g.json"),
                  "category_knn.k=5"])
     assert not (tmp_path / "g.json").exists()
+
+
+def test_a_teacher_must_beat_the_probe_too(monkeypatch):
+    """With `student` (the SFT probe) the teacher is also paired against that model: above pop and Swing but level
+    with the probe is dropped; the same teacher against a weaker probe is kept."""
+    n = 400
+    pop = np.r_[np.ones(100), np.zeros(n - 100)]        # 0.25
+    swing = np.r_[np.ones(120), np.zeros(n - 120)]      # 0.30
+    teacher = np.r_[np.ones(200), np.zeros(n - 200)]    # 0.50
+    for probe, kept in ((teacher.copy(), False), (np.r_[np.ones(110), np.zeros(n - 110)], True)):
+        _fake(monkeypatch, {"pop": pop, "swing": swing, "category_knn": teacher, "sft_probe": probe})
+        monkeypatch.setattr(tg, "get_method", lambda name, checkpoint=None: SimpleNamespace(
+            name="sft_probe" if name == "model" else name))
+        out, (d,) = tg.gate_teachers({"warmup_category_knn": 1.0}, split_with(), student="RUN/sft/probe/final")
+        assert set(d["against"]) == {"pop", "swing", "sft_probe"}
+        assert d["against"]["sft_probe"]["value"] == probe.mean()
+        assert d["kept"] is kept and out["warmup_category_knn"] == (1.0 if kept else 0.0)
+        assert "sft_probe" in tg.table([d]).splitlines()[0]
