@@ -160,3 +160,21 @@ def test_auto_budget_scales_only_large_catalogues():
     assert hf.epochs == 8 and hf.model.tiny == SFTConfig().model.tiny  # a pretrained model keeps its shape
     with pytest.raises(ValueError, match="budget"):
         scaled_budget(SFTConfig(budget="huge"), 10_000)
+
+
+def test_a_dropped_task_leaves_the_epochs_unchanged():
+    """The teacher gate drops a task by setting its weight to 0 (cluster/run.py): the SFT that follows must be the
+    one written without that task, so a weight-0 key may change neither the pairs' split nor any epoch's draw."""
+    from trainer.sft import SFTData
+
+    tok = type("Tok", (), {"eos_token_id": 0, "__call__": lambda self, s, add_special_tokens=False: {
+        "input_ids": [len(w) for w in s.split()]}})()
+    pairs = {"warmup": [(f"ctx {i} a", f"<a_{i}>") for i in range(30)],
+             "alignment": [(f"q {i}", "B") for i in range(7)]}
+    base = SFTData(pairs, tok, max_len=16, val_frac=0.1, seed=3)
+    same = SFTData(pairs, tok, max_len=16, val_frac=0.1, seed=3)
+    w = {"warmup": 1.0, "alignment": 1.5}
+    for e in range(3):
+        assert base.epoch(w, e, 3) == same.epoch({**w, "warmup_user_knn": 0.0, "warmup_category_knn": 0.0}, e, 3)
+    assert base.epoch_size(w) == same.epoch_size({**w, "warmup_user_knn": 0.0}) == 27 + 10
+    # 30 warmup pairs, 3 to validation; 7 alignment pairs, int(0.7) = 0 to validation, 1.5 × 7 = 10.5 → 10
