@@ -114,20 +114,22 @@ def gate_sft_teachers(cfg: RunConfig, sft, split, out: Path) -> dict:
     from evaluation.teacher_gate import RULE, RULE_PROBE, TEACHER_TASKS, gate_teachers
     from feedback.split import save_split, validation_users, without_validation_future
 
-    tasks, decisions = gate_teachers(sft.tasks, split, cfg.k)  # the run's split, whether resumed or not
-    rule = RULE
-    if cfg.teacher_probe and any(d["kept"] for d in decisions):
-        probe = out / "probe"
+    probe = out / "probe"
+
+    def train_probe() -> str:  # called by the gate only when a teacher beats pop and Swing
         if not (probe / "final" / "conrec.json").exists():
             log.info("SFT teacher probe: an SFT model without the teacher tasks, for the teacher to beat → %s", probe)
             if not (probe / "split" / "split.json").exists():
                 save_split(without_validation_future(split, validation_users(split)), probe / "split")
             _train_sft(replace(sft, tasks={t: (0.0 if t in TEACHER_TASKS else w) for t, w in sft.tasks.items()},
                                run_dir=str(probe), split_dir=str(probe / "split")), probe)
-        tasks, decisions = gate_teachers(sft.tasks, split, cfg.k, student=str(probe / "final"))
-        rule = RULE_PROBE
+        return str(probe / "final")
+
+    # the run's split, whether resumed or not
+    tasks, decisions = gate_teachers(sft.tasks, split, cfg.k, student=train_probe if cfg.teacher_probe else None)
     if decisions:
-        write_json_atomic({"rule": rule, "decisions": decisions}, out / "teacher_gate.json")
+        probed = any("sft_probe" in d.get("against", {}) for d in decisions)
+        write_json_atomic({"rule": RULE_PROBE if probed else RULE, "decisions": decisions}, out / "teacher_gate.json")
     return tasks
 
 

@@ -40,22 +40,21 @@ targets lowered SFT-only by −0.032 [−0.056, −0.007] (docs/BENCHMARKS.md, `
 
 
 def gate_teachers(tasks: dict, split: Split, k: int = 20, baselines: tuple = BASELINES,
-                  student: str | None = None) -> tuple[dict, list[dict]]:
+                  student=None) -> tuple[dict, list[dict]]:
     """`tasks` (SFT task → weight) with each teacher task whose teacher does not beat every one of `baselines` set
     to weight 0, and one decision per teacher task asked for: its teacher, FHR@K of teacher and baselines, the
     paired differences with CIs, and whether it was kept. Every user the protocol carves from `split`'s training
     events validates (more than the curriculum's sample: a gate on 100-200 users would be decided by noise).
-    `student`: a model folder (the SFT probe, trained without those users' later events) the teacher must beat too,
-    as baseline `sft_probe`."""
+    `student`: a model folder the teacher must beat too, as baseline `sft_probe` (the SFT probe, trained without
+    those users' later events), or a function that returns one; either is used only when some teacher beats every
+    baseline, so a function may train the probe then."""
     asked = [t for t, w in tasks.items() if w and t in TEACHER_TASKS]
     if not asked:
         return dict(tasks), []
     val = validation_users(split)
     key = f"FHR@{k}"
     base = {b: evaluate(get_method(b), val, k=k, progress=False) for b in baselines}
-    if student:
-        base["sft_probe"] = evaluate(get_method("model", checkpoint=student), val, k=k, progress=False)
-    out, decisions = dict(tasks), []
+    out, decisions, scored = dict(tasks), [], {}
     for task in asked:
         teacher = TEACHER_TASKS[task]
         if teacher == "category_knn" and not has_category_column(split.data):
@@ -64,18 +63,23 @@ def gate_teachers(tasks: dict, split: Split, k: int = 20, baselines: tuple = BAS
             decisions.append({"task": task, "teacher": teacher, "kept": False, "reason": "no item category column"})
             out[task] = 0.0
             continue
-        r = evaluate(get_method(teacher), val, k=k, progress=False)
+        scored[task] = evaluate(get_method(teacher), val, k=k, progress=False)["per_user"][key]
+    if student and any(all(paired_diff(v, b["per_user"][key])["lo"] > 0 for b in base.values())
+                       for v in scored.values()):
+        path = student() if callable(student) else student
+        base["sft_probe"] = evaluate(get_method("model", checkpoint=path), val, k=k, progress=False)
+    for task, v in scored.items():
         vs = {}
         for b, rb in base.items():
-            c = paired_diff(r["per_user"][key], rb["per_user"][key])
+            c = paired_diff(v, rb["per_user"][key])
             vs[b] = {"value": rb["metrics"][key], "diff": c["diff"], "lo": c["lo"], "hi": c["hi"]}
-        keep = all(v["lo"] > 0 for v in vs.values())
-        decisions.append({"task": task, "teacher": teacher, "users": int(len(val.test)), "metric": key,
-                          "teacher_value": r["metrics"][key], "against": vs, "kept": keep})
-        log.info("SFT teacher gate: %s (%s) %s %.4f on %d validation users; %s → %s", task, teacher, key,
-                 r["metrics"][key], len(val.test),
-                 ", ".join(f"vs {b} {v['value']:.4f}: {v['diff']:+.4f} [{v['lo']:+.4f}, {v['hi']:+.4f}]"
-                           for b, v in vs.items()),
+        keep = all(x["lo"] > 0 for x in vs.values())
+        decisions.append({"task": task, "teacher": TEACHER_TASKS[task], "users": int(len(val.test)), "metric": key,
+                          "teacher_value": float(v.mean()), "against": vs, "kept": keep})
+        log.info("SFT teacher gate: %s (%s) %s %.4f on %d validation users; %s → %s", task, TEACHER_TASKS[task], key,
+                 v.mean(), len(val.test),
+                 ", ".join(f"vs {b} {x['value']:.4f}: {x['diff']:+.4f} [{x['lo']:+.4f}, {x['hi']:+.4f}]"
+                           for b, x in vs.items()),
                  "kept" if keep else f"dropped (weight 0): not above {' and '.join(base)}")
         if not keep:
             out[task] = 0.0
