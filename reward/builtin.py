@@ -62,23 +62,53 @@ def _full_hits(b: RewardBatch, h: dict) -> np.ndarray:
     return (h["matched_levels"] == b.space.codes.shape[1]).reshape(-1, b.group_size)
 
 
+def in_fps(b: RewardBatch) -> np.ndarray:
+    """1 where a row's output is exactly one of its example's future positives (an item the user goes on to
+    like within the horizon), else 0; invalid outputs (-1) are never in it."""
+    out = np.asarray(b.out_items, dtype=np.int64)
+    rows = np.asarray(b.sample_ids, dtype=np.int64)
+    starts, lens = b.gt.fps_indptr[rows], np.diff(b.gt.fps_indptr)[rows]
+    if not lens.sum():
+        return np.zeros(len(out), np.float32)
+    owner = np.repeat(np.arange(len(out)), lens)  # row r's positives, gathered flat
+    flat = b.gt.fps_items[np.repeat(starts - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(lens.sum())]
+    n = int(max(out.max(), flat.max())) + 1
+    return (np.isin(np.arange(len(out)) * n + out, owner * n + flat) & (out >= 0)).astype(np.float32)
+
+
 @register_reward("rank_hit")
-def rank_hit(b: RewardBatch, penalty: float = 1.0, level_rewards: tuple = (1.0, 0.1, 0.01)) -> dict:
+def rank_hit(b: RewardBatch, penalty: float = 1.0, level_rewards: tuple = (1.0, 0.1, 0.01),
+             fps_penalty: float = 0.0, fps_groups: str = "all") -> dict:
     """`hit`, plus a rank term for beam groups (best first; grpo.sampling.mode=beam): in a group holding a
     full hit, a wrong item at rank k (0-based) loses penalty · w_k / Σ_j w_j, w_k = 1 / log2(k + 2), so the
     wrong items the policy ranks highest cost most (the NDCG-shaped "ranking" reward of MiniOneRec/ReRe).
     A group without a full hit keeps the plain hit reward: the rank term never makes a gradient out of a
-    group where nothing was found (that pushes the policy onto a few items)."""
+    group where nothing was found (that pushes the policy onto a few items).
+
+    `fps_penalty` γ > 0 also charges γ for an output that is one of the example's future positives: the user
+    interacts with it but likes it, a slot a list of dislikes wastes (the paper's future_sim has the same −γ
+    term, over similarities). `fps_groups="all"` charges it in every group, so a group that found no negative
+    but holds a liked item still gets a gradient (away from that item); `"hit"` only in groups holding a full
+    hit, like the rank term."""
     G = b.group_size
     if G < 2 or len(b.out_items) % G:
         raise ValueError(f"rank_hit needs whole groups of ≥ 2 samples; got group_size={G} for {len(b.out_items)} "
                          "samples")
+    if fps_groups not in ("all", "hit"):
+        raise ValueError(f"rank_hit: fps_groups must be 'all' or 'hit', got {fps_groups!r}")
     h = hit(b, level_rewards)
     full = _full_hits(b, h)
     w = 1.0 / np.log2(np.arange(G) + 2.0)
     pen = (penalty * w / w.sum())[None, :] * (~full & full.any(1, keepdims=True))
-    return {"score": (h["score"] - pen.ravel()).astype(np.float32), "matched_levels": h["matched_levels"],
-            "rank_penalty": pen.ravel().astype(np.float32)}
+    res = {"matched_levels": h["matched_levels"], "rank_penalty": pen.ravel().astype(np.float32)}
+    score = h["score"] - pen.ravel()
+    if fps_penalty:
+        liked = in_fps(b).reshape(-1, G)
+        if fps_groups == "hit":
+            liked = liked * full.any(1, keepdims=True)
+        score = score - fps_penalty * liked.ravel()
+        res["fps_hit"] = liked.ravel().astype(np.float32)
+    return {"score": score.astype(np.float32), **res}
 
 
 @register_reward("topk_hit")

@@ -69,6 +69,25 @@ def test_rank_hit_by_hand():
         scorer(RewardTerm("rank_hit")).score([0, 0], [S0, S2])
 
 
+def test_rank_hit_fps_penalty_by_hand():
+    # sample 0: GTS {1, 2}, FPS {3}. Group 0 holds a full hit (item 2) and the liked item 3 at rank 2; group 1
+    # holds no full hit but the liked item 3 at rank 0 (item 0 shares one level with item 2: 0.1).
+    w = np.array([1.0, 1 / np.log2(3), 0.5])
+    w /= w.sum()
+    groups = [0] * 6, [S0, S2, S3, S3, S0, S0]
+    out = scorer(RewardTerm("rank_hit", params={"fps_penalty": 0.5})).score(*groups, group_size=3)
+    np.testing.assert_allclose(out["score"], [0.1 - w[0], 1.0, -w[2] - 0.5, -0.5, 0.1, 0.1], rtol=1e-6, atol=1e-7)
+    assert out["terms"]["rank_hit/fps_hit"].tolist() == [0, 0, 1, 1, 0, 0]
+    # "hit": only groups holding a full hit pay it, so group 1 keeps its plain hit rewards
+    out = scorer(RewardTerm("rank_hit", params={"fps_penalty": 0.5, "fps_groups": "hit"})).score(*groups, group_size=3)
+    np.testing.assert_allclose(out["score"], [0.1 - w[0], 1.0, -w[2] - 0.5, 0.0, 0.1, 0.1], rtol=1e-6, atol=1e-7)
+    # an example without future positives is never charged; an invalid output gets the invalid penalty instead
+    out = scorer(RewardTerm("rank_hit", params={"fps_penalty": 0.5})).score([1, 1], [S3, "<a_9>"], group_size=2)
+    assert out["terms"]["rank_hit/fps_hit"][0] == 0 and np.isnan(out["terms"]["rank_hit/fps_hit"][1])
+    with pytest.raises(ValueError, match="fps_groups"):
+        scorer(RewardTerm("rank_hit", params={"fps_penalty": 0.5, "fps_groups": "some"})).score(*groups, group_size=3)
+
+
 def test_topk_hit_by_hand():
     # beam groups of 3, best first, k = 1. Group 0 (GTS {1, 2}): its full hit (item 2) sits at rank 1, below the
     # top 1, a near miss: the wrong item at rank 0 (0.1 for a shared leading level) loses penalty / k = 1, the
