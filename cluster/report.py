@@ -1,4 +1,5 @@
-"""The run's report: metrics with 95 % CIs, paired comparisons against Swing and SFT-only, plots.
+"""The run's report: metrics with 95 % CIs, paired comparisons against Swing, SFT-only and the run's extra
+baselines (`extra_baselines`), plots.
 
 One run (`write_report`) or several seeds of the same run (`write_seeds_report`). Comparisons are
 paired bootstraps over the test users (evaluation/compare.py); with several seeds each user's value is
@@ -51,10 +52,12 @@ def seed_average(arrays: list) -> np.ndarray:
         return np.nanmean(np.stack(arrays), axis=0)
 
 
-def comparisons(per_user: dict, keys: list[str], confidence: float = 0.95) -> dict:
+def comparisons(per_user: dict, keys: list[str], confidence: float = 0.95, extra: tuple = ()) -> dict:
+    """Every method against Swing, SFT-only and each of `extra` (the run's extra baselines, so that CoNRec is
+    compared paired with the strongest baseline the run was asked to show, not only read beside it)."""
     from evaluation.compare import compare_methods
 
-    return compare_methods(per_user, list(BASELINES), keys, confidence=confidence)
+    return compare_methods(per_user, list(dict.fromkeys([*BASELINES, *extra])), keys, confidence=confidence)
 
 
 def _cis(per_user: dict, keys: list[str]) -> dict:
@@ -144,7 +147,7 @@ def write_report(cfg, results: dict, per_user: dict, records: list, run: Path, s
     rows = [json.loads(x) for x in mfile.read_text().splitlines()] if mfile.exists() else []
     faults = {n: v for n, v in (rows[-1] if rows else {}).items() if n.startswith("fault/")}
     cis = _cis(per_user, keys)
-    comp = comparisons(per_user, keys)
+    comp = comparisons(per_user, keys, extra=tuple(cfg.extra_baselines))
     report = {"dataset": cfg.data, "k": k, "results": results, "ci95": cis, "paired": comp,
               "curriculum": records, "acceptance_rule": acceptance_rule(cfg), "seconds": seconds,
               "faults": faults, "config": to_dict(cfg), "evaluated_on": evaluated_on or {}}
@@ -232,7 +235,7 @@ def write_seeds_report(cfg, seeds: list[int], per_seed: dict, per_user: dict, ru
                      "sd": float(np.std([per_seed[s][m][x] for s in seeds], ddof=1)) if len(seeds) > 1 else 0.0}
                  for x in keys + ["alignment_acc"] if x in per_seed[seeds[0]][m]} for m in methods}
     avg = {m: {x: seed_average([per_user[s][m][x] for s in seeds]) for x in keys} for m in methods}
-    comp = comparisons(avg, keys)
+    comp = comparisons(avg, keys, extra=tuple(cfg.extra_baselines))
     cis = _cis(avg, keys)
     report = {"dataset": cfg.data, "k": k, "seeds": seeds, "per_seed": {str(s): per_seed[s] for s in seeds},
               "mean_sd": stats, "ci95_seed_avg": cis, "paired_seed_avg": comp, "seconds": seconds,

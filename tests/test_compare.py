@@ -121,3 +121,14 @@ def test_turnover_by_hand():
     # 6 users defined in both: user 1 lost, users 2 and 3 gained
     assert turnover(before, after) == {"gained": 2 / 6, "lost": 1 / 6, "n": 6}
 
+
+
+def test_report_pairs_against_the_extra_baselines_too():
+    from cluster.report import comparisons
+
+    pu = {m: {"FHR@20": np.array(v, dtype=float)} for m, v in
+          {"swing": [1, 0, 0, 0], "user_knn": [1, 1, 0, 0], "sft_only": [1, 1, 0, 0], "conrec": [1, 1, 1, 0]}.items()}
+    c = comparisons(pu, ["FHR@20"], extra=("user_knn", "swing"))  # an anchor named twice is compared once
+    assert list(c) == ["swing", "sft_only", "user_knn"]
+    assert c["user_knn"]["conrec"]["FHR@20"]["diff"] == pytest.approx(0.25)
+    assert list(comparisons(pu, ["FHR@20"])) == ["swing", "sft_only"]

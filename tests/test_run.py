@@ -120,6 +120,11 @@ def test_conrec_run_seeds_share_sids_and_report_cis(tmp_path):
     assert rep["mean_sd"]["swing"]["FHR@20"]["sd"] == 0.0  # a count-based baseline does not depend on the seed
     c = rep["paired_seed_avg"]["swing"]["sft_only"]["FHR@20"]
     assert c["lo"] <= c["diff"] <= c["hi"] and c["n"] > 0
+    # the config's extra baseline is a comparison anchor too: SFT-only paired against category_knn
+    assert set(rep["paired_seed_avg"]) == {"swing", "sft_only", "category_knn"}
+    assert rep["paired_seed_avg"]["category_knn"]["sft_only"]["FHR@20"]["diff"] == pytest.approx(
+        rep["mean_sd"]["sft_only"]["FHR@20"]["mean"] - rep["mean_sd"]["category_knn"]["FHR@20"]["mean"], abs=1e-6)
+    assert "Paired difference against `category_knn`" in (run / "report.md").read_text()
     assert not (run / "seed_0" / "sid").exists() and (run / "sid" / "report.json").exists()
     w0 = (run / "seed_0" / "sft" / "final" / "model.safetensors").read_bytes()
     w1 = (run / "seed_1" / "sft" / "final" / "model.safetensors").read_bytes()
