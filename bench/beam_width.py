@@ -29,9 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--out", default="runs/beam_width")
     a = p.parse_args(argv)
+    from bench.common import write_table
     from bench.validation_table import run_validation_split, validation_fhr
     from cluster.report import seed_average
-    from common.atomic import write_json_atomic, write_text_atomic
     from common.logs import quiet_third_party
     from common.stats import paired_diff, verdict
     from feedback.loaders import load
@@ -67,10 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| {name} | {a.k + eb} | {' / '.join(f'{v:.3f}' for v in row['per_seed'])} | "
                          f"{row['mean']:.4f} | {delta} | {np.median(row['seconds']):.1f} |")
             print(lines[-1], flush=True)
-    base = Path(a.out)
-    write_json_atomic(out, base.with_suffix(".json"))
-    write_text_atomic("\n".join(lines) + "\n", base.with_suffix(".md"))
-    print(f"wrote {base.with_suffix('.json')} and .md")
+    write_table(out, lines, a.out)
+    print(f"wrote {a.out}.json and .md")
     return 0
 
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common.atomic import write_json_atomic
+from common.atomic import write_json_atomic, write_text_atomic
 from trainer.metrics_log import peak_rss_mib  # noqa: F401  (re-exported for the benches)
 
 
@@ -38,3 +38,10 @@ def save(name: str, result: dict, out_dir: str | None = None) -> Path:
     out = Path(out_dir or "bench/results") / f"{name}.json"
     write_json_atomic({"bench": name, "machine": machine(), **result}, out)
     return out
+
+
+def write_table(result: dict, lines: list[str], base: str | Path) -> None:
+    """A study's results as base.json (machine-readable) and its markdown table as base.md, both atomic."""
+    base = Path(base)
+    write_json_atomic(result, base.with_suffix(".json"))
+    write_text_atomic("\n".join(lines) + "\n", base.with_suffix(".md"))

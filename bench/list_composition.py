@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--out", default=None, help="OUT.json and OUT.md (default: RUN/list_composition)")
     a = p.parse_args(argv)
-    from common.atomic import write_json_atomic, write_text_atomic
+    from bench.common import write_table
     from common.logs import quiet_third_party
     from evaluation.methods import get_method
     from evaluation.model_method import ModelMethod
@@ -63,9 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{r['any_pos']:.3f} |")
     lines.append(f"\nPer user in the window: {out['future_neg_per_user']:.2f} future negatives, "
                  f"{out['future_pos_per_user']:.2f} future positives.")
-    base = Path(a.out) if a.out else run / "list_composition"
-    write_json_atomic(out, base.with_suffix(".json"))
-    write_text_atomic("\n".join(lines) + "\n", base.with_suffix(".md"))
+    write_table(out, lines, a.out or run / "list_composition")
     print("\n".join(lines))
     return 0
 

@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     p.add_argument("--out", default=None, help="OUT.json and OUT.md (default: ROOT/list_fusion)")
     a = p.parse_args(argv)
+    from bench.common import write_table
     from cluster.report import seed_average
-    from common.atomic import write_json_atomic, write_text_atomic
     from common.logs import quiet_third_party
     from common.stats import paired_diff, verdict
     from evaluation.metrics import any_hit
@@ -116,9 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     u = [float(x.mean()) for x in union]
     out["union_40"] = u
     lines.append(f"| (ceiling: either top {K}, {2 * K} slots) | {np.mean(u):.4f} ± {np.std(u):.4f} | |")
-    base = Path(a.out) if a.out else Path(a.root) / "list_fusion"
-    write_json_atomic(out, base.with_suffix(".json"))
-    write_text_atomic("\n".join(lines) + "\n", base.with_suffix(".md"))
+    write_table(out, lines, a.out or Path(a.root) / "list_fusion")
     print("\n".join(lines))
     return 0
 

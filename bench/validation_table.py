@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--out", default=None, help="OUT.json and OUT.md (default: ROOT/validation_table)")
     a = p.parse_args(argv)
+    from bench.common import write_table
     from cluster.report import seed_average
-    from common.atomic import write_json_atomic, write_text_atomic
     from common.logs import quiet_third_party
     from common.stats import paired_diff
 
@@ -94,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {v} | {len(rs)} | {np.nanmean(pu):.4f} | {row} |")
         print(lines[-1], flush=True)
     base = Path(a.out) if a.out else root / "validation_table"
-    write_json_atomic({"against": a.against, "k": a.k, "n_users": int(len(ref)), "variants": out},
-                      base.with_suffix(".json"))
-    write_text_atomic("\n".join(lines) + "\n", base.with_suffix(".md"))
+    write_table({"against": a.against, "k": a.k, "n_users": int(len(ref)), "variants": out}, lines, base)
     print(f"wrote {base.with_suffix('.json')} and .md")
     return 0
 
