@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| {name} | {a.k + eb} | {' / '.join(f'{v:.3f}' for v in row['per_seed'])} | "
                          f"{row['mean']:.4f} | {delta} | {np.median(row['seconds']):.1f} |")
             print(lines[-1], flush=True)
-    write_table(out, lines, a.out)
-    print(f"wrote {a.out}.json and .md")
+    print(f"wrote {write_table(out, lines, a.out)} and .md")
     return 0
 
 

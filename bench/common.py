@@ -40,8 +40,9 @@ def save(name: str, result: dict, out_dir: str | None = None) -> Path:
     return out
 
 
-def write_table(result: dict, lines: list[str], base: str | Path) -> None:
-    """A study's results as base.json (machine-readable) and its markdown table as base.md, both atomic."""
+def write_table(result: dict, lines: list[str], base: str | Path) -> Path:
+    """A study's results as base.json (machine-readable) and its markdown table as base.md, both atomic; returns
+    the .json path."""
     base = Path(base)
-    write_json_atomic(result, base.with_suffix(".json"))
     write_text_atomic("\n".join(lines) + "\n", base.with_suffix(".md"))
+    return write_json_atomic(result, base.with_suffix(".json"))

@@ -93,9 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         row = "–" if v == a.against else f"{d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}] ({verdict})"
         lines.append(f"| {v} | {len(rs)} | {np.nanmean(pu):.4f} | {row} |")
         print(lines[-1], flush=True)
-    base = Path(a.out) if a.out else root / "validation_table"
-    write_table({"against": a.against, "k": a.k, "n_users": int(len(ref)), "variants": out}, lines, base)
-    print(f"wrote {base.with_suffix('.json')} and .md")
+    res = {"against": a.against, "k": a.k, "n_users": int(len(ref)), "variants": out}
+    print(f"wrote {write_table(res, lines, a.out or root / 'validation_table')} and .md")
     return 0
 
 

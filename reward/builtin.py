@@ -63,17 +63,11 @@ def _full_hits(b: RewardBatch, h: dict) -> np.ndarray:
 
 
 def in_fps(b: RewardBatch) -> np.ndarray:
-    """1 where a row's output is exactly one of its example's future positives (an item the user goes on to
-    like within the horizon), else 0; invalid outputs (-1) are never in it."""
-    out = np.asarray(b.out_items, dtype=np.int64)
-    rows = np.asarray(b.sample_ids, dtype=np.int64)
-    starts, lens = b.gt.fps_indptr[rows], np.diff(b.gt.fps_indptr)[rows]
-    if not lens.sum():
-        return np.zeros(len(out), np.float32)
-    owner = np.repeat(np.arange(len(out)), lens)  # row r's positives, gathered flat
-    flat = b.gt.fps_items[np.repeat(starts - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(lens.sum())]
-    n = int(max(out.max(), flat.max())) + 1
-    return (np.isin(np.arange(len(out)) * n + out, owner * n + flat) & (out >= 0)).astype(np.float32)
+    """1 where a row's output is one of its example's future positives (an item the user goes on to like within
+    the horizon): its code matches that item's on every level, as a full hit does a GTS item's. Invalid outputs
+    (-1) never are."""
+    m = b.space.max_prefix_match(b.out_items, b.gt.fps_indptr, b.gt.fps_items, b.sample_ids)
+    return (m == b.space.codes.shape[1]).astype(np.float32)
 
 
 @register_reward("rank_hit")

@@ -122,7 +122,6 @@ def test_turnover_by_hand():
     assert turnover(before, after) == {"gained": 2 / 6, "lost": 1 / 6, "n": 6}
 
 
-
 def test_report_pairs_against_the_extra_baselines_too():
     from cluster.report import comparisons
 
